@@ -1,0 +1,15 @@
+"""Project pipelines: one folder per runnable pipeline under ``pipelines/``."""
+
+from __future__ import annotations
+
+from kedro.framework.project import find_pipelines
+from kedro.pipeline import Pipeline
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """Register the project's pipelines; ``__default__`` runs the whole demo."""
+    pipelines = find_pipelines(raise_errors=True)
+    # Starting from an empty Pipeline keeps kedro-mlflow's PipelineML out of first place in
+    # the sum, which it does not support.
+    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    return pipelines

@@ -1,0 +1,5 @@
+"""``kedro run --pipeline data_engineering``: validate, clean and split the labelled history."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -1,0 +1,25 @@
+"""Kedro project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
+
+from pathlib import Path
+
+from kedro.config import OmegaConfigLoader
+from kedro.utils import find_kedro_project
+
+import shadowdrift  # noqa: F401  (sets the telemetry switches before any plugin runs)
+
+
+def _project_path() -> str:
+    """The project root, wherever Kedro was started from (a notebook runs from notebooks/)."""
+    root = find_kedro_project(Path.cwd())
+    return str(root if root is not None else Path.cwd())
+
+
+# kedro-telemetry's hooks stay off even if a user deletes `.telemetry`.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "custom_resolvers": {"project_path": _project_path},
+}
