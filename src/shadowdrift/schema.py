@@ -123,7 +123,9 @@ def _parse_numeric(name: str, spec: Any, prefix: str) -> NumericFeature:
     _unknown_keys(spec, _NUMERIC_KEYS, key)
     dtype = spec.get("dtype", "float")
     if dtype not in _NUMERIC_DTYPES:
-        raise SchemaConfigError(f"{key}.dtype must be one of {sorted(_NUMERIC_DTYPES)}, got {dtype!r}")
+        raise SchemaConfigError(
+            f"{key}.dtype must be one of {sorted(_NUMERIC_DTYPES)}, got {dtype!r}"
+        )
     bounds = {}
     for bound in ("min", "max"):
         value = spec.get(bound)
@@ -131,7 +133,9 @@ def _parse_numeric(name: str, spec: Any, prefix: str) -> NumericFeature:
             raise SchemaConfigError(f"{key}.{bound} must be a finite number, got {value!r}")
         bounds[bound] = value
     if bounds["min"] is not None and bounds["max"] is not None and bounds["min"] > bounds["max"]:
-        raise SchemaConfigError(f"{key}: min ({bounds['min']}) is greater than max ({bounds['max']})")
+        raise SchemaConfigError(
+            f"{key}: min ({bounds['min']}) is greater than max ({bounds['max']})"
+        )
     return NumericFeature(name, dtype, bounds["min"], bounds["max"], _parse_nullable(spec, key))
 
 
@@ -141,7 +145,9 @@ def _parse_categorical(name: str, spec: Any, prefix: str) -> CategoricalFeature:
     _unknown_keys(spec, _CATEGORICAL_KEYS, key)
     values = spec.get("values")
     if not isinstance(values, list | tuple) or not values:
-        raise SchemaConfigError(f"{key}.values must be a non-empty list of allowed values, got {values!r}")
+        raise SchemaConfigError(
+            f"{key}.values must be a non-empty list of allowed values, got {values!r}"
+        )
     if not all(isinstance(v, str) for v in values):
         raise SchemaConfigError(f"{key}.values must all be strings, got {values!r}")
     if len(set(values)) != len(values):
@@ -159,7 +165,9 @@ def parse_schema(config: Any, prefix: str = "schema") -> DataSchema:
     numeric_cfg = _require_mapping(config.get("numeric") or {}, f"{prefix}.numeric")
     categorical_cfg = _require_mapping(config.get("categorical") or {}, f"{prefix}.categorical")
     if not numeric_cfg and not categorical_cfg:
-        raise SchemaConfigError(f"{prefix}: declare at least one feature under numeric or categorical")
+        raise SchemaConfigError(
+            f"{prefix}: declare at least one feature under numeric or categorical"
+        )
     numeric = tuple(_parse_numeric(n, s, prefix) for n, s in numeric_cfg.items())
     categorical = tuple(_parse_categorical(n, s, prefix) for n, s in categorical_cfg.items())
     names = [id_col, ts_col, target, *numeric_cfg, *categorical_cfg]
@@ -181,7 +189,9 @@ def _numeric_column(feature: NumericFeature, *, allow_nulls: bool) -> pa.Column:
     nullable = feature.nullable or allow_nulls
     dtype = "int64" if feature.dtype == "int" and not nullable else "float64"
     if feature.dtype == "int" and nullable:
-        checks.append(pa.Check(lambda s: s.dropna() % 1 == 0, element_wise=False, name="is_integer"))
+        checks.append(
+            pa.Check(lambda s: s.dropna() % 1 == 0, element_wise=False, name="is_integer")
+        )
     return pa.Column(dtype, checks=checks, nullable=nullable, coerce=True)
 
 
@@ -219,7 +229,9 @@ def _drop_cascading_failures(failures: pd.DataFrame) -> pd.DataFrame:
     """A value that cannot be coerced also fails every later check; report the coercion only."""
     coercion = failures["check"].astype(str).str.startswith(("coerce_dtype", "dtype("))
     uncoercible = set(failures.loc[coercion, "column"])
-    keep = ~failures["column"].isin(uncoercible) | failures["check"].astype(str).str.startswith("coerce_dtype")
+    keep = ~failures["column"].isin(uncoercible) | failures["check"].astype(str).str.startswith(
+        "coerce_dtype"
+    )
     if not keep.any():
         return failures
     return failures[keep]
@@ -241,13 +253,18 @@ def _format_failures(
             index = row["index"]
             value = _plain(row["failure_case"])
             if pd.notna(index) and index in frame.index and id_col in frame.columns:
-                examples.append(f"row {index} ({id_col}={_plain(frame.at[index, id_col])!r}): {value!r}")
+                examples.append(
+                    f"row {index} ({id_col}={_plain(frame.at[index, id_col])!r}): {value!r}"
+                )
             elif pd.notna(index):
                 examples.append(f"row {index}: {value!r}")
             else:
                 examples.append(repr(value))
         rows = "row" if n == 1 else "rows"
-        lines.append(f"  - column {column!r} failed rule {check!r} in {n} {rows}; e.g. " + "; ".join(examples))
+        lines.append(
+            f"  - column {column!r} failed rule {check!r} in {n} {rows}; e.g. "
+            + "; ".join(examples)
+        )
     return f"{dataset} does not match the schema ({len(lines)} problem(s)):\n" + "\n".join(lines)
 
 

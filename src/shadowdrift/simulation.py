@@ -150,7 +150,11 @@ def generate_features(rng: np.random.Generator, n: int) -> pd.DataFrame:
     monthly = base_charge + 4.5 * num_services + rng.normal(0.0, 6.0, n)
     monthly = np.round(np.clip(monthly, 18.0, 150.0), 2)
     # Total charges accumulate the monthly bill over the tenure, with price changes on the way.
-    total = np.round(monthly * np.maximum(tenure, 0) * rng.uniform(0.9, 1.05, n) + monthly * rng.uniform(0, 1, n), 2)
+    total = np.round(
+        monthly * np.maximum(tenure, 0) * rng.uniform(0.9, 1.05, n)
+        + monthly * rng.uniform(0, 1, n),
+        2,
+    )
 
     # Electronic cheques are more common on monthly contracts.
     pay_probs = np.where(
@@ -165,9 +169,7 @@ def generate_features(rng: np.random.Generator, n: int) -> pd.DataFrame:
     late = rng.poisson(0.25 + 0.8 * is_echeck).astype(np.int64)
     age = np.clip(np.round(rng.normal(46.0, 15.0, n)), 18, 90).astype(np.int64)
     dependents = np.minimum(rng.poisson(0.8, n), 6).astype(np.int64)
-    gb = np.where(
-        no_internet, 0.0, np.round(rng.lognormal(np.where(is_fiber, 4.6, 3.9), 0.6), 1)
-    )
+    gb = np.where(no_internet, 0.0, np.round(rng.lognormal(np.where(is_fiber, 4.6, 3.9), 0.6), 1))
     last_login = np.round(rng.exponential(9.0 + 10.0 * is_m2m), 1)
     satisfaction = np.round(
         np.clip(rng.normal(3.7 - 0.35 * np.minimum(tickets, 5), 0.75), 1.0, 5.0), 1
@@ -317,6 +319,97 @@ def _recompute_total_charges(df: pd.DataFrame, mask: np.ndarray, old: pd.DataFra
     df.loc[mask, "total_charges"] = np.round(old.loc[mask, "total_charges"].to_numpy() * ratio, 2)
 
 
+@dataclass
+class _ScenarioEffect:
+    """What a scenario did: the true features (labels follow them), what records show, and why."""
+
+    truth: pd.DataFrame
+    observed: pd.DataFrame
+    affected: np.ndarray
+    concept_strength: np.ndarray | float = 0.0
+    drifted: list[str] = field(default_factory=list)
+    derived: list[str] = field(default_factory=list)
+    unit: str = "none"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _shift_effect(spec, features, times, onset_time, end_time, reference_std) -> _ScenarioEffect:
+    col = spec.feature
+    std = float(reference_std[col])
+    active = _onset_mask(times, onset_time)
+    if spec.name == "covariate_shift":
+        weight = active.astype(float)
+    else:
+        weight = _ramp(times, onset_time, end_time)
+    before = features.copy()
+    shifted = features[col].to_numpy(dtype=float) + spec.magnitude * std * weight
+    if pd.api.types.is_integer_dtype(features[col]):
+        shifted = np.maximum(np.round(shifted), 0).astype(np.int64)
+    features[col] = shifted
+    derived = []
+    if col == "monthly_charges":
+        _recompute_total_charges(features, active, before)
+        derived.append("total_charges")
+    details: dict[str, Any] = {
+        "feature": col,
+        "reference_std": std,
+        "shift_at_full_strength": spec.magnitude * std,
+    }
+    if spec.name == "gradual":
+        details["ramp"] = (
+            "linear from 0 at the onset to the full magnitude at the end of the window"
+        )
+    return _ScenarioEffect(
+        features,
+        features,
+        weight > 0,
+        0.0,
+        [col],
+        derived,
+        "reference standard deviations",
+        details,
+    )
+
+
+def _apply_scenario(
+    spec: ScenarioSpec,
+    features: pd.DataFrame,
+    times: np.ndarray,
+    onset_time: np.datetime64,
+    end_time: np.datetime64,
+    reference_std: dict[str, float],
+    drift_rng: np.random.Generator,
+) -> _ScenarioEffect:
+    n = len(features)
+    active = _onset_mask(times, onset_time)
+    share = "fraction of rows after the onset"
+    if spec.name in ("covariate_shift", "gradual"):
+        return _shift_effect(spec, features, times, onset_time, end_time, reference_std)
+    if spec.name == "new_category":
+        hit = active & (drift_rng.random(n) < spec.magnitude)
+        features.loc[hit, spec.feature] = spec.new_category_value
+        details = {"feature": spec.feature, "new_value": spec.new_category_value}
+        return _ScenarioEffect(features, features, hit, 0.0, [spec.feature], [], share, details)
+    if spec.name == "concept_drift":
+        details = {
+            "change": "price sensitivity for everyone, tenure no longer protects, "
+            "contract type matters less; feature distributions unchanged"
+        }
+        unit = "strength of the changed feature-label relation (logit scale)"
+        return _ScenarioEffect(
+            features, features, active, spec.magnitude * active, [], [], unit, details
+        )
+    if spec.name == "missing_values":
+        col = spec.feature
+        hit = active & (drift_rng.random(n) < spec.magnitude)
+        observed = features.copy()
+        numeric = col in NUMERIC_FEATURES
+        observed[col] = observed[col].astype(float if numeric else object)
+        observed.loc[hit, col] = np.nan if numeric else None
+        return _ScenarioEffect(features, observed, hit, 0.0, [col], [], share, {"feature": col})
+    return _ScenarioEffect(features, features, np.zeros(n, dtype=bool))
+
+
 def simulate_history(
     n: int, seed: int, start: str, days: float, label_delay_days: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -359,68 +452,16 @@ def simulate_production(
     start_ts = pd.Timestamp(start)
     times = draw_timestamps(rng, n, start_ts, days)
     end_time = np.datetime64((start_ts + pd.Timedelta(days=days)).to_datetime64(), "ns")
-    onset_time = np.datetime64((start_ts + pd.Timedelta(days=days * spec.onset)).to_datetime64(), "ns")
-    active = _onset_mask(times, onset_time)
+    onset_time = np.datetime64(
+        (start_ts + pd.Timedelta(days=days * spec.onset)).to_datetime64(), "ns"
+    )
     drift_rng = np.random.default_rng([seed, 2])
 
-    concept = np.zeros(n)
-    drifted: list[str] = []
-    derived: list[str] = []
-    details: dict[str, Any] = {}
-    unit = "none"
-    affected = active.copy()
-    observed = features  # what the records show; labels may come from the unobserved truth
-    if spec.name in ("covariate_shift", "gradual"):
-        col = spec.feature
-        std = float(reference_std[col])
-        weight = active.astype(float) if spec.name == "covariate_shift" else _ramp(times, onset_time, end_time)
-        before = features.copy()
-        shift = spec.magnitude * std * weight
-        shifted = features[col].to_numpy(dtype=float) + shift
-        if pd.api.types.is_integer_dtype(features[col]):
-            shifted = np.maximum(np.round(shifted), 0).astype(np.int64)
-        features[col] = shifted
-        if col in ("monthly_charges",):
-            _recompute_total_charges(features, active, before)
-            derived.append("total_charges")
-        drifted.append(col)
-        unit = "reference standard deviations"
-        details = {"feature": col, "reference_std": std, "shift_at_full_strength": spec.magnitude * std}
-        if spec.name == "gradual":
-            details["ramp"] = "linear from 0 at the onset to the full magnitude at the end of the window"
-            affected = weight > 0
-        observed = features
-    elif spec.name == "new_category":
-        col = spec.feature
-        hit = active & (drift_rng.random(n) < spec.magnitude)
-        features.loc[hit, col] = spec.new_category_value
-        affected = hit
-        drifted.append(col)
-        unit = "fraction of rows after the onset"
-        details = {"feature": col, "new_value": spec.new_category_value}
-        observed = features
-    elif spec.name == "concept_drift":
-        concept = spec.magnitude * active
-        unit = "strength of the changed feature-label relation (logit scale)"
-        details = {
-            "change": "price sensitivity for everyone, tenure no longer protects, "
-            "contract type matters less; feature distributions unchanged"
-        }
-    elif spec.name == "missing_values":
-        col = spec.feature
-        hit = active & (drift_rng.random(n) < spec.magnitude)
-        observed = features.copy()
-        observed[col] = observed[col].astype(float if col in NUMERIC_FEATURES else object)
-        observed.loc[hit, col] = np.nan if col in NUMERIC_FEATURES else None
-        affected = hit
-        drifted.append(col)
-        unit = "fraction of rows after the onset"
-        details = {"feature": col}
-    else:
-        affected = np.zeros(n, dtype=bool)
+    effect = _apply_scenario(spec, features, times, onset_time, end_time, reference_std, drift_rng)
+    features, observed, affected = effect.truth, effect.observed, effect.affected
 
     # Labels follow the true, complete features: a broken feed hides values, not the outcome.
-    prob = _sigmoid(churn_logit(features, concept))
+    prob = _sigmoid(churn_logit(features, effect.concept_strength))
     label = (rng.random(n) < prob).astype(np.int8)
     ids = np.arange(id_offset, id_offset + n, dtype=np.int64)
     records = _assemble(ids, times, observed, label)
@@ -435,11 +476,11 @@ def simulate_production(
         n_production=n,
         n_rows_affected=int(affected.sum()),
         magnitude=float(spec.magnitude) if spec.name != "none" else 0.0,
-        magnitude_unit=unit,
-        drifted_features=drifted,
-        derived_features_affected=derived,
+        magnitude_unit=effect.unit,
+        drifted_features=effect.drifted,
+        derived_features_affected=effect.derived,
         concept_changed=spec.name == "concept_drift",
-        details=details,
+        details=effect.details,
     )
     logger.info(
         "Simulated %d production rows under scenario %r (%d rows affected from %s)",
@@ -451,7 +492,9 @@ def simulate_production(
     return records, oracle, manifest
 
 
-def _assemble(ids: np.ndarray, times: np.ndarray, features: pd.DataFrame, label: np.ndarray) -> pd.DataFrame:
+def _assemble(
+    ids: np.ndarray, times: np.ndarray, features: pd.DataFrame, label: np.ndarray
+) -> pd.DataFrame:
     out = pd.DataFrame({ID_COLUMN: ids, TIMESTAMP_COLUMN: times})
     out = pd.concat([out, features.reset_index(drop=True)], axis=1)
     out[TARGET_COLUMN] = label
@@ -519,7 +562,9 @@ def parse_simulation_params(params: dict[str, Any]) -> SimulationParams:
             raise SimulationConfigError(f"simulation.{key} must be an integer, got {params[key]!r}")
     for key in ("history_days", "production_days", "label_delay_days"):
         if not _positive_number(params[key], allow_zero=key == "label_delay_days"):
-            raise SimulationConfigError(f"simulation.{key} must be a positive number, got {params[key]!r}")
+            raise SimulationConfigError(
+                f"simulation.{key} must be a positive number, got {params[key]!r}"
+            )
     try:
         pd.Timestamp(params["history_start"])
     except (ValueError, TypeError) as exc:

@@ -50,7 +50,7 @@ class TimeSplit:
 
 def _boundary(times: np.ndarray, fraction: float) -> pd.Timestamp:
     """The timestamp at which a fraction of the (sorted) rows has passed."""
-    index = min(int(round(fraction * len(times))), len(times) - 1)
+    index = min(round(fraction * len(times)), len(times) - 1)
     return pd.Timestamp(times[index])
 
 
@@ -77,11 +77,15 @@ def split_by_time(
         try:
             t1, t2 = pd.Timestamp(train_end), pd.Timestamp(test_end)
         except (ValueError, TypeError) as exc:
-            raise SplitConfigError(f"data_engineering.split: train_end/test_end must be dates: {exc}") from exc
+            raise SplitConfigError(
+                f"data_engineering.split: train_end/test_end must be dates: {exc}"
+            ) from exc
     else:
         if train_fraction is None or test_fraction is None:
             raise SplitConfigError("data_engineering.split: set train_fraction and test_fraction")
-        if not (0 < train_fraction < 1 and 0 < test_fraction < 1 and train_fraction + test_fraction < 1):
+        if not (
+            0 < train_fraction < 1 and 0 < test_fraction < 1 and train_fraction + test_fraction < 1
+        ):
             raise SplitConfigError(
                 "data_engineering.split: need 0 < train_fraction, 0 < test_fraction and "
                 f"train_fraction + test_fraction < 1; got {train_fraction} and {test_fraction}"

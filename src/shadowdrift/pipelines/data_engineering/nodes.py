@@ -46,5 +46,7 @@ def split_events_by_time(
     )
     summary = split.summary(data_schema.timestamp, data_schema.target)
     for name, window in summary["windows"].items():
-        logger.info("%s window: %d rows from %s to %s", name, window["rows"], window["start"], window["end"])
+        logger.info(
+            "%s window: %d rows from %s to %s", name, window["rows"], window["start"], window["end"]
+        )
     return split.train, split.test, split.reference, summary

@@ -1,0 +1,62 @@
+"""Shared fixtures: a throwaway copy of the project to run real Kedro sessions in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Small sizes that keep a whole pipeline run to a few seconds.
+SMALL_SIMULATION = {"n_events": 3000, "n_production": 1200}
+
+
+def copy_project(target: Path) -> Path:
+    """Copy what a Kedro run needs (config, metadata, empty data layers) into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy2(PROJECT_ROOT / name, target / name)
+    shutil.copytree(PROJECT_ROOT / "conf", target / "conf", ignore=shutil.ignore_patterns("local"))
+    (target / "conf" / "local").mkdir(exist_ok=True)
+    for layer in sorted((PROJECT_ROOT / "data").iterdir()):
+        if layer.is_dir():
+            (target / "data" / layer.name).mkdir(parents=True, exist_ok=True)
+    # The package is installed (editable); Kedro only needs a src/ folder inside the project.
+    (target / "src").mkdir(exist_ok=True)
+    return target
+
+
+@pytest.fixture
+def project_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh copy of the project as the working directory (catalog paths are relative)."""
+    path = copy_project(tmp_path / "project")
+    monkeypatch.chdir(path)
+    yield path
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def base_parameters() -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for file in sorted((PROJECT_ROOT / "conf" / "base").glob("parameters*.yml")):
+        params.update(load_yaml(file) or {})
+    return params
+
+
+@pytest.fixture(scope="session")
+def base_params() -> dict[str, Any]:
+    return base_parameters()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_environment() -> None:
+    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
