@@ -1,0 +1,1071 @@
+"""The prediction log: one row per scored record, written durably as Parquet part files.
+
+The service logs every request (champion output, challenger output or the reason there is
+none) and the batch pipeline logs its scores in the same format; Kedro's drift pipeline
+reads the log back. The format, the file layout and the durability guarantee are documented
+in ``docs/prediction_log.md``; in short:
+
+* ``LogSchema(numeric_features, categorical_features)`` fixes the columns and their Arrow
+  types (the features are passed in, so the module follows the project's data schema).
+* ``PredictionLogWriter`` buffers records in memory and a background thread flushes them at
+  least every ``flush_interval_s`` seconds as a new, complete part file
+  ``<root>/date=YYYY-MM-DD/part-<time>-<host>-<pid>-<token>-<seq>.parquet``, written under a
+  hidden temporary name, fsynced, renamed into place and the directory fsynced. Readers never
+  see a partial file and a crash loses at most the records not yet flushed.
+* ``write_batch`` writes a whole DataFrame with the same protocol (``source="batch"``).
+* ``read_prediction_log`` reads a log directory; ``concat_partitions`` does the same for the
+  output of a Kedro ``PartitionedDataset`` over that directory.
+
+Plain Python (pyarrow and pandas): importable without Kedro.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+# Parquet key-value metadata entry that records the LogSchema a part file was written with.
+METADATA_KEY = b"shadowdrift.prediction_log"
+
+REQUEST_ID = "request_id"
+RECORD_INDEX = "record_index"
+LOGGED_AT = "logged_at"
+EVENT_TIME = "event_time"
+SOURCE = "source"
+CHAMPION_PROBABILITY = "champion_probability"
+CHAMPION_LABEL = "champion_label"
+CHAMPION_MODEL_VERSION = "champion_model_version"
+CHAMPION_LATENCY_MS = "champion_latency_ms"
+CHALLENGER_STATUS = "challenger_status"
+CHALLENGER_PROBABILITY = "challenger_probability"
+CHALLENGER_LABEL = "challenger_label"
+CHALLENGER_MODEL_VERSION = "challenger_model_version"
+CHALLENGER_LATENCY_MS = "challenger_latency_ms"
+
+CHALLENGER_STATUSES = ("ok", "shed", "failed", "sampled_out", "disabled")
+SOURCES = ("service", "batch")
+
+PART_PREFIX = "part-"
+PART_SUFFIX = ".parquet"
+TMP_SUFFIX = ".tmp"
+DATE_DIR_PREFIX = "date="
+
+# Without these keys a record cannot be interpreted; everything else defaults to null.
+REQUIRED_RECORD_KEYS = frozenset(
+    {
+        REQUEST_ID,
+        RECORD_INDEX,
+        CHAMPION_PROBABILITY,
+        CHAMPION_LABEL,
+        CHAMPION_MODEL_VERSION,
+        CHAMPION_LATENCY_MS,
+        CHALLENGER_STATUS,
+    }
+)
+# Columns that carry the challenger's output: all set when its status is "ok", all null otherwise.
+CHALLENGER_OUTPUT_COLUMNS = (CHALLENGER_PROBABILITY, CHALLENGER_LABEL, CHALLENGER_MODEL_VERSION)
+
+_STRING = pa.string()
+_FLOAT = pa.float64()
+_INT = pa.int64()
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_PANDAS_TIMESTAMP = "datetime64[ns, UTC]"
+_NS_PER_US = 1_000
+_NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+class PredictionLogError(ValueError):
+    """A part file, partition or batch violates the prediction-log format; the message names it."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of the log: name, Arrow type, whether nulls are allowed and what it means."""
+
+    name: str
+    arrow_type: pa.DataType
+    nullable: bool
+    description: str
+
+
+_LEADING_COLUMNS = (
+    ColumnSpec(REQUEST_ID, _STRING, False, "id of the request (or batch) the record came in"),
+    ColumnSpec(RECORD_INDEX, _INT, False, "position of the record within its request, from 0"),
+    ColumnSpec(LOGGED_AT, _TIMESTAMP, False, "when the writer accepted the record (UTC)"),
+    ColumnSpec(EVENT_TIME, _TIMESTAMP, False, "the record's own event time, else logged_at"),
+    ColumnSpec(SOURCE, _STRING, False, "'service' (online request) or 'batch' (batch scoring)"),
+)
+_TRAILING_COLUMNS = (
+    ColumnSpec(CHAMPION_PROBABILITY, _FLOAT, False, "champion's churn probability, in [0, 1]"),
+    ColumnSpec(CHAMPION_LABEL, _INT, False, "champion's predicted label (0/1)"),
+    ColumnSpec(CHAMPION_MODEL_VERSION, _STRING, False, "champion model version"),
+    ColumnSpec(CHAMPION_LATENCY_MS, _FLOAT, True, "champion inference time; null only for batch"),
+    ColumnSpec(CHALLENGER_STATUS, _STRING, False, "ok, shed, failed, sampled_out or disabled"),
+    ColumnSpec(CHALLENGER_PROBABILITY, _FLOAT, True, "challenger's probability; null unless ok"),
+    ColumnSpec(CHALLENGER_LABEL, _INT, True, "challenger's label; null unless ok"),
+    ColumnSpec(CHALLENGER_MODEL_VERSION, _STRING, True, "challenger version; null unless ok"),
+    ColumnSpec(CHALLENGER_LATENCY_MS, _FLOAT, True, "challenger inference time, when it ran"),
+)
+BASE_COLUMNS = tuple(c.name for c in _LEADING_COLUMNS + _TRAILING_COLUMNS)
+
+
+@dataclass(frozen=True)
+class LogSchema:
+    """The columns of a prediction log for a given feature set.
+
+    Numeric features are stored as float64 and categorical features as strings, both nullable
+    (a request may carry missing values; drift monitoring wants to see them). ``id_column``
+    optionally carries the entity id (e.g. ``customer_id``) as a string, so that labels that
+    arrive later can be joined back.
+    """
+
+    numeric_features: tuple[str, ...]
+    categorical_features: tuple[str, ...]
+    id_column: str | None = None
+
+    def __post_init__(self) -> None:
+        # Accept any sequence (lists from YAML) but keep the dataclass hashable.
+        object.__setattr__(self, "numeric_features", _names(self.numeric_features, "numeric"))
+        object.__setattr__(
+            self, "categorical_features", _names(self.categorical_features, "categorical")
+        )
+        extra = (self.id_column,) if self.id_column is not None else ()
+        _check_names((*self.numeric_features, *self.categorical_features, *extra))
+
+    @classmethod
+    def from_data_schema(cls, data_schema: Any, *, with_id: bool = True) -> LogSchema:
+        """Build from a ``shadowdrift.schema.DataSchema`` (duck-typed to keep imports light)."""
+        return cls(
+            tuple(data_schema.numeric_features),
+            tuple(data_schema.categorical_features),
+            data_schema.id if with_id else None,
+        )
+
+    @cached_property
+    def column_specs(self) -> tuple[ColumnSpec, ...]:
+        features = [
+            ColumnSpec(name, _FLOAT, True, "numeric input feature")
+            for name in self.numeric_features
+        ] + [
+            ColumnSpec(name, _STRING, True, "categorical input feature")
+            for name in self.categorical_features
+        ]
+        ids = (
+            [ColumnSpec(self.id_column, _STRING, True, "entity id, for joining labels")]
+            if self.id_column is not None
+            else []
+        )
+        return (*_LEADING_COLUMNS, *ids, *features, *_TRAILING_COLUMNS)
+
+    @cached_property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.column_specs)
+
+    @cached_property
+    def arrow_schema(self) -> pa.Schema:
+        fields = [pa.field(s.name, s.arrow_type, nullable=s.nullable) for s in self.column_specs]
+        return pa.schema(fields, metadata={METADATA_KEY: self.to_json().encode()})
+
+    @cached_property
+    def pandas_dtypes(self) -> dict[str, Any]:
+        """The dtype of every column in the DataFrames this module returns."""
+        return {spec.name: _pandas_dtype(spec) for spec in self.column_specs}
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format_version": FORMAT_VERSION,
+                "numeric_features": list(self.numeric_features),
+                "categorical_features": list(self.categorical_features),
+                "id_column": self.id_column,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> LogSchema:
+        spec = json.loads(text)
+        if spec.get("format_version") != FORMAT_VERSION:
+            raise PredictionLogError(
+                f"unsupported prediction-log format_version {spec.get('format_version')!r} "
+                f"(this code reads version {FORMAT_VERSION})"
+            )
+        return cls(spec["numeric_features"], spec["categorical_features"], spec.get("id_column"))
+
+    def empty_frame(self) -> pd.DataFrame:
+        """A DataFrame with no rows and the documented columns and dtypes."""
+        return _to_pandas(self.arrow_schema.empty_table(), self)
+
+
+def _names(value: Any, kind: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError(f"{kind} features must be a sequence of column names, got {value!r}")
+    return tuple(value)
+
+
+def _check_names(names: Sequence[Any]) -> None:
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise ValueError(f"feature names must be non-empty strings, got {bad!r}")
+    clash = sorted(set(names) & set(BASE_COLUMNS))
+    if clash:
+        raise ValueError(f"feature names clash with prediction-log columns: {clash}")
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"duplicated feature names: {duplicated}")
+
+
+def _pandas_dtype(spec: ColumnSpec) -> Any:
+    if spec.arrow_type == _TIMESTAMP:
+        return _PANDAS_TIMESTAMP
+    if spec.arrow_type == _INT:
+        # Plain int64 cannot hold nulls; the nullable extension type keeps labels integral.
+        return pd.Int64Dtype() if spec.nullable else np.dtype("int64")
+    if spec.arrow_type == _FLOAT:
+        return np.dtype("float64")
+    return np.dtype("object")
+
+
+# --------------------------------------------------------------------------------------------
+# Building and checking Arrow tables
+# --------------------------------------------------------------------------------------------
+
+
+def _string_array(values: Any) -> pa.Array:
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    return pa.array(values, type=_STRING, from_pandas=True)
+
+
+def _id_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    # A column of integer ids with a gap arrives as floats; 17.0 is still customer "17".
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _id_array(values: Any) -> pa.Array:
+    # Ids are identifiers, not numbers: store their text so any id type round-trips.
+    if isinstance(values, pd.Series):
+        values = values.astype(object).where(values.notna(), None).tolist()
+    return pa.array([_id_text(v) for v in values], type=_STRING)
+
+
+def _float_array(values: Any) -> pa.Array:
+    return pa.array(values, type=_FLOAT, from_pandas=True)
+
+
+def _int_array(values: Any) -> pa.Array:
+    if isinstance(values, pd.Series) and pd.api.types.is_bool_dtype(values.dtype):
+        values = values.astype("Int64")
+    try:
+        return pa.array(values, type=_INT, from_pandas=True)
+    except pa.ArrowTypeError:
+        # Models often return booleans for labels; Arrow refuses to cast Python bools to int.
+        return pa.array(
+            [int(v) if isinstance(v, bool | np.bool_) else v for v in values],
+            type=_INT,
+            from_pandas=True,
+        )
+
+
+def _timestamp_array(values: Any) -> pa.Array:
+    """UTC microsecond timestamps from datetimes, Timestamps, ISO strings or epoch nanoseconds.
+
+    Naive values are taken to be UTC.
+    """
+    if isinstance(values, np.ndarray) and values.dtype == np.int64:
+        return pa.array(values // _NS_PER_US, type=_INT).cast(_TIMESTAMP)
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    parsed = pd.to_datetime(series, utc=True, format="ISO8601")
+    return pa.array(parsed.dt.floor("us"), type=_TIMESTAMP, from_pandas=True)
+
+
+def _convert(spec: ColumnSpec, values: Any, schema: LogSchema) -> pa.Array:
+    if spec.name == schema.id_column:
+        return _id_array(values)
+    if spec.arrow_type == _TIMESTAMP:
+        return _timestamp_array(values)
+    if spec.arrow_type == _INT:
+        return _int_array(values)
+    if spec.arrow_type == _FLOAT:
+        return _float_array(values)
+    return _string_array(values)
+
+
+def _build_table(
+    columns: Mapping[str, Any], n_rows: int, schema: LogSchema, origin: str
+) -> pa.Table:
+    """Convert column values (lists, arrays or Series) to a checked table in the log schema.
+
+    A column absent from ``columns`` is all null; a missing event time becomes ``logged_at``.
+    """
+    arrays: list[pa.Array] = []
+    for spec in schema.column_specs:
+        values = columns.get(spec.name)
+        try:
+            array = (
+                pa.nulls(n_rows, spec.arrow_type)
+                if values is None
+                else _convert(spec, values, schema)
+            )
+        except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+            raise PredictionLogError(f"{origin}: column {spec.name!r}: {exc}") from exc
+        arrays.append(array)
+    table = pa.Table.from_arrays(arrays, schema=schema.arrow_schema)
+    event_time = table.column(EVENT_TIME)
+    filled = pc.if_else(pc.is_null(event_time), table.column(LOGGED_AT), event_time)
+    table = table.set_column(
+        schema.columns.index(EVENT_TIME), schema.arrow_schema.field(EVENT_TIME), filled
+    )
+    _check_values(table, schema, origin)
+    return table
+
+
+def _conform_table(table: pa.Table, schema: LogSchema, origin: str) -> pa.Table:
+    """Check that ``table`` has exactly the log's columns, cast them to the log's types, check values."""
+    present = set(table.column_names)
+    missing = [c for c in schema.columns if c not in present]
+    extra = sorted(present - set(schema.columns))
+    if missing or extra:
+        raise PredictionLogError(
+            f"{origin}: columns do not match the prediction-log schema "
+            f"(missing: {missing or 'none'}; unexpected: {extra or 'none'})"
+        )
+    arrays = []
+    for spec in schema.column_specs:
+        column = table.column(spec.name)
+        try:
+            arrays.append(
+                column if column.type == spec.arrow_type else column.cast(spec.arrow_type)
+            )
+        except pa.ArrowException as exc:
+            raise PredictionLogError(
+                f"{origin}: column {spec.name!r} has type {column.type}, "
+                f"expected {spec.arrow_type}: {exc}"
+            ) from exc
+    conformed = pa.Table.from_arrays(arrays, schema=schema.arrow_schema)
+    _check_values(conformed, schema, origin)
+    return conformed
+
+
+def _check_values(table: pa.Table, schema: LogSchema, origin: str) -> None:
+    """Raise PredictionLogError naming ``origin`` if any row breaks a rule of the format."""
+    problems = [_problem(table, mask, message) for mask, message in _rule_violations(table, schema)]
+    problems = [p for p in problems if p]
+    if problems:
+        raise PredictionLogError(f"{origin}: " + "; ".join(problems))
+
+
+def _rule_violations(table: pa.Table, schema: LogSchema) -> Iterable[tuple[Any, str]]:
+    """Yield (boolean mask of offending rows, rule) pairs; nulls in a mask count as passing."""
+    for spec in schema.column_specs:
+        if not spec.nullable:
+            yield pc.is_null(table.column(spec.name)), f"{spec.name} is null"
+    source = table.column(SOURCE)
+    yield _not_in(source, SOURCES), f"{SOURCE} not in {SOURCES}"
+    yield (
+        pc.and_(pc.equal(source, "service"), pc.is_null(table.column(CHAMPION_LATENCY_MS))),
+        f"{CHAMPION_LATENCY_MS} is null for a service record",
+    )
+    status = table.column(CHALLENGER_STATUS)
+    yield _not_in(status, CHALLENGER_STATUSES), f"{CHALLENGER_STATUS} not in {CHALLENGER_STATUSES}"
+    is_ok = pc.equal(status, "ok")
+    for name in CHALLENGER_OUTPUT_COLUMNS:
+        column = table.column(name)
+        yield (
+            pc.and_(is_ok, pc.is_null(column)),
+            f"{name} is null although {CHALLENGER_STATUS} is 'ok'",
+        )
+        yield (
+            pc.and_(pc.invert(is_ok), pc.is_valid(column)),
+            f"{name} is set although {CHALLENGER_STATUS} is not 'ok'",
+        )
+    for name in (CHAMPION_PROBABILITY, CHALLENGER_PROBABILITY):
+        column = table.column(name)
+        outside = pc.or_(pc.less(column, 0.0), pc.greater(column, 1.0))
+        yield pc.or_(outside, pc.is_nan(column)), f"{name} is NaN or outside [0, 1]"
+
+
+def _not_in(column: Any, allowed: Sequence[str]) -> Any:
+    # Nulls are reported by the not-null rule; do not count them twice.
+    return pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=pa.array(allowed))))
+
+
+def _problem(table: pa.Table, mask: Any, message: str) -> str | None:
+    count = pc.sum(pc.fill_null(mask, False)).as_py() or 0
+    if count == 0:
+        return None
+    row = pc.index(pc.fill_null(mask, False), True).as_py()
+    request = table.column(REQUEST_ID)[row].as_py()
+    return f"{message} in {count} row(s), first at row {row} (request_id={request!r})"
+
+
+def _to_pandas(table: pa.Table, schema: LogSchema) -> pd.DataFrame:
+    frame = table.to_pandas()
+    for name, dtype in schema.pandas_dtypes.items():
+        if frame[name].dtype != dtype:
+            frame[name] = frame[name].astype(dtype)
+    return frame
+
+
+# --------------------------------------------------------------------------------------------
+# Durable part files
+# --------------------------------------------------------------------------------------------
+
+
+def _host_label() -> str:
+    # '-' separates the name's fields, so the host name must not contain one.
+    return re.sub(r"[^A-Za-z0-9]+", "_", socket.gethostname())[:40] or "host"
+
+
+def _new_token() -> str:
+    return secrets.token_hex(4)
+
+
+def part_file_name(flushed_at: datetime, host: str, pid: int, token: str, seq: int) -> str:
+    """``part-<UTC time, ms>-<host>-<pid>-<token>-<seq>.parquet``: sortable by time, unique."""
+    stamp = flushed_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+    millis = flushed_at.microsecond // 1000
+    return f"{PART_PREFIX}{stamp}.{millis:03d}Z-{host}-{pid}-{token}-{seq:06d}{PART_SUFFIX}"
+
+
+def _date_dir(root: Path, day: date) -> Path:
+    return root / f"{DATE_DIR_PREFIX}{day.isoformat()}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ensure_dir(directory: Path) -> None:
+    """Create ``directory`` (and parents) and make the new entries durable."""
+    if directory.is_dir():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    # The new directory entry lives in the parent: without this a crash can lose the whole
+    # date directory even though the files inside it were fsynced.
+    _fsync_dir(directory.parent)
+
+
+def _write_part_atomically(directory: Path, name: str, table: pa.Table) -> Path:
+    """Write ``table`` to ``directory/name`` so that the name only ever shows a complete file.
+
+    The file is written under a hidden ``.<name>.tmp`` name, fsynced, renamed into place with
+    ``os.replace`` (atomic within a file system) and the directory is fsynced so the rename
+    itself survives a crash.
+    """
+    final = directory / name
+    tmp = directory / f".{name}{TMP_SUFFIX}"
+    try:
+        with open(tmp, "xb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(directory)
+    return final
+
+
+def _day_of_ns(ns: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=ns // _NS_PER_DAY)
+
+
+# --------------------------------------------------------------------------------------------
+# The writer
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WriterStats:
+    """A snapshot of a writer's counters."""
+
+    records_appended: int
+    records_flushed: int
+    records_buffered: int
+    records_dropped: int
+    records_rejected: int
+    files_written: int
+    flush_errors: int
+
+
+def _check_record(record: Any) -> None:
+    if not isinstance(record, Mapping):
+        raise TypeError(f"a prediction-log record must be a mapping, got {type(record).__name__}")
+    missing = REQUIRED_RECORD_KEYS - record.keys()
+    if missing:
+        raise ValueError(f"prediction-log record lacks {sorted(missing)}: {dict(record)!r}")
+    status = record[CHALLENGER_STATUS]
+    if status not in CHALLENGER_STATUSES:
+        raise ValueError(
+            f"{CHALLENGER_STATUS} must be one of {CHALLENGER_STATUSES}, got {status!r}"
+        )
+
+
+class PredictionLogWriter:
+    """Buffers prediction-log records and flushes them durably from a background thread.
+
+    ``append`` only validates the records' keys, takes a lock and extends a list: the caller
+    (a request handler) never waits for the disk. A daemon thread flushes at least every
+    ``flush_interval_s`` seconds and as soon as ``flush_records`` records are buffered; each
+    flush writes new part files (at most ``flush_records`` rows each) into the date directory
+    of the records' ``logged_at``.
+
+    Records are dicts with the keys in ``REQUIRED_RECORD_KEYS``; features, ``event_time``,
+    the id column and the challenger outputs are optional (null when absent), keys outside
+    the schema are ignored. ``logged_at`` is stamped by ``append``.
+
+    A flush that fails with an I/O error keeps its records at the front of the buffer for the
+    next attempt, counts ``flush_errors`` and logs an error. Records that cannot be converted
+    (e.g. a string where a number belongs) would fail every attempt, so they are rejected,
+    counted in ``records_rejected`` and logged. If the buffer grows beyond
+    ``max_buffer_records`` (the disk has been failing for a long time) the oldest records are
+    dropped and counted in ``records_dropped``.
+
+    Use one writer per process and directory, created in the process that appends (a writer
+    does not survive ``fork``). ``close()`` flushes and stops the thread; it is idempotent and
+    registered with ``atexit``. ``flush_interval_s=None`` disables the thread (flush yourself).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        schema: LogSchema,
+        *,
+        flush_interval_s: float | None = 1.0,
+        flush_records: int = 10_000,
+        max_buffer_records: int = 1_000_000,
+        source: str = "service",
+        token: str | None = None,
+    ) -> None:
+        if flush_interval_s is not None and flush_interval_s <= 0:
+            raise ValueError(f"flush_interval_s must be positive or None, got {flush_interval_s}")
+        if flush_records < 1 or max_buffer_records < flush_records:
+            raise ValueError(
+                "need 1 <= flush_records <= max_buffer_records, "
+                f"got {flush_records} and {max_buffer_records}"
+            )
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        if token is not None and not re.fullmatch(r"[A-Za-z0-9]+", token):
+            raise ValueError(f"token must be alphanumeric, got {token!r}")
+        self.path = Path(path)
+        self.schema = schema
+        self.flush_interval_s = flush_interval_s
+        self.flush_records = flush_records
+        self.max_buffer_records = max_buffer_records
+        self.source = source
+        self.token = token or _new_token()
+        self._host = _host_label()
+        self._pid = os.getpid()
+        self._seq = 0
+        self._buffer: list[tuple[int, Mapping[str, Any]]] = []
+        self._lock = threading.Lock()  # guards the buffer, the counters it touches and _closed
+        self._flush_lock = threading.Lock()  # one flush at a time: keeps files in append order
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._closed = False
+        self._records_appended = 0
+        self._records_flushed = 0
+        self._records_dropped = 0
+        self._records_rejected = 0
+        self._files_written = 0
+        self._flush_errors = 0
+        self._drops_reported = 0
+        _ensure_dir(self.path)
+        self._thread: threading.Thread | None = None
+        if flush_interval_s is not None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"prediction-log-flush-{self.token}", daemon=True
+            )
+            self._thread.start()
+        atexit.register(self.close)
+
+    # -- counters --------------------------------------------------------------------------
+
+    @property
+    def records_appended(self) -> int:
+        return self._records_appended
+
+    @property
+    def records_flushed(self) -> int:
+        return self._records_flushed
+
+    @property
+    def records_dropped(self) -> int:
+        return self._records_dropped
+
+    @property
+    def records_rejected(self) -> int:
+        return self._records_rejected
+
+    @property
+    def files_written(self) -> int:
+        return self._files_written
+
+    @property
+    def flush_errors(self) -> int:
+        return self._flush_errors
+
+    def stats(self) -> WriterStats:
+        with self._lock:
+            return WriterStats(
+                records_appended=self._records_appended,
+                records_flushed=self._records_flushed,
+                records_buffered=len(self._buffer),
+                records_dropped=self._records_dropped,
+                records_rejected=self._records_rejected,
+                files_written=self._files_written,
+                flush_errors=self._flush_errors,
+            )
+
+    # -- public API ------------------------------------------------------------------------
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Queue ``records`` for the log; raises on a malformed record (nothing is queued)."""
+        if isinstance(records, Mapping):
+            raise TypeError("append takes an iterable of records; wrap a single record in a list")
+        batch = list(records)
+        for record in batch:
+            _check_record(record)
+        logged_at = time.time_ns()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"prediction-log writer for {self.path} is closed")
+            self._buffer.extend([(logged_at, record) for record in batch])
+            self._records_appended += len(batch)
+            self._enforce_capacity()
+            full = len(self._buffer) >= self.flush_records
+        if full:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Write everything buffered now; returns the number of records written.
+
+        On an I/O error the unwritten records go back to the buffer and the error is raised.
+        """
+        with self._flush_lock:
+            with self._lock:
+                entries, self._buffer = self._buffer, []
+            self._report_drops()
+            return self._write_entries(entries)
+
+    def close(self) -> None:
+        """Flush and stop the background thread. Idempotent; also runs at interpreter exit."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            self.flush()
+        except Exception:
+            lost = len(self._buffer)
+            self._records_dropped += lost
+            logger.exception(
+                "Prediction log %s: final flush failed, %d records are lost", self.path, lost
+            )
+        atexit.unregister(self.close)
+
+    def __enter__(self) -> PredictionLogWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        # Deadlines rather than a fixed sleep so that a slow flush does not stretch the interval.
+        assert self.flush_interval_s is not None
+        deadline = time.monotonic() + self.flush_interval_s
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, deadline - time.monotonic()))
+            self._wake.clear()
+            if time.monotonic() >= deadline:
+                deadline = time.monotonic() + self.flush_interval_s
+            self._flush_in_background()
+
+    def _flush_in_background(self) -> None:
+        try:
+            self.flush()
+        except Exception as exc:
+            # Counted and logged in _write_entries; the records wait in the buffer for the next tick.
+            logger.debug("Background flush of %s failed: %s", self.path, exc)
+
+    def _enforce_capacity(self) -> None:
+        """Drop the oldest records beyond ``max_buffer_records`` (caller holds ``_lock``)."""
+        overflow = len(self._buffer) - self.max_buffer_records
+        if overflow > 0:
+            del self._buffer[:overflow]
+            self._records_dropped += overflow
+
+    def _report_drops(self) -> None:
+        # Logged from the flush path, not from append, so a full buffer cannot flood the log.
+        dropped = self._records_dropped
+        if dropped > self._drops_reported:
+            logger.error(
+                "Prediction log %s: buffer full (%d records), dropped the %d oldest records "
+                "(%d in total)",
+                self.path,
+                self.max_buffer_records,
+                dropped - self._drops_reported,
+                dropped,
+            )
+            self._drops_reported = dropped
+
+    def _write_entries(self, entries: list[tuple[int, Mapping[str, Any]]]) -> int:
+        written = 0
+        chunks = list(self._chunks(entries))
+        for position, (day, chunk) in enumerate(chunks):
+            # Until conversion succeeds every record of the chunk is at stake; afterwards
+            # rejected records stay rejected and only the convertible ones get another try.
+            good = chunk
+            try:
+                table, good = self._table_for(chunk)
+                if table is not None:
+                    self._write_table(day, table)
+            except Exception as exc:
+                kept = good + [entry for _, rest in chunks[position + 1 :] for entry in rest]
+                self._requeue(kept)
+                self._flush_errors += 1
+                logger.error(
+                    "Prediction log %s: flush failed (%s); %d records kept for the next attempt",
+                    self.path,
+                    exc,
+                    len(kept),
+                    exc_info=self._flush_errors == 1,
+                )
+                raise
+            written += len(good)
+        return written
+
+    def _chunks(
+        self, entries: list[tuple[int, Mapping[str, Any]]]
+    ) -> Iterable[tuple[date, list[tuple[int, Mapping[str, Any]]]]]:
+        """Group by the UTC date of logged_at, then cut into files of at most flush_records."""
+        by_day: dict[date, list[tuple[int, Mapping[str, Any]]]] = {}
+        for entry in entries:
+            by_day.setdefault(_day_of_ns(entry[0]), []).append(entry)
+        for day, day_entries in by_day.items():
+            for start in range(0, len(day_entries), self.flush_records):
+                yield day, day_entries[start : start + self.flush_records]
+
+    def _table_for(
+        self, entries: list[tuple[int, Mapping[str, Any]]]
+    ) -> tuple[pa.Table | None, list[tuple[int, Mapping[str, Any]]]]:
+        """The entries as a checked table, and the entries in it (malformed ones are rejected)."""
+        try:
+            return self._entries_to_table(entries), entries
+        except PredictionLogError:
+            pass
+        # Isolate the bad records one by one so that the good ones are still written.
+        good: list[tuple[int, Mapping[str, Any]]] = []
+        errors: list[str] = []
+        for entry in entries:
+            try:
+                self._entries_to_table([entry])
+                good.append(entry)
+            except PredictionLogError as exc:
+                record = entry[1]
+                errors.append(
+                    f"request_id={record.get(REQUEST_ID)!r} "
+                    f"record_index={record.get(RECORD_INDEX)!r}: {exc}"
+                )
+        self._records_rejected += len(errors)
+        logger.error(
+            "Prediction log %s: rejected %d malformed records, e.g. %s",
+            self.path,
+            len(errors),
+            "; ".join(errors[:3]),
+        )
+        return (self._entries_to_table(good) if good else None), good
+
+    def _entries_to_table(self, entries: list[tuple[int, Mapping[str, Any]]]) -> pa.Table:
+        records = [record for _, record in entries]
+        columns: dict[str, Any] = {
+            name: [record.get(name) for record in records]
+            for name in self.schema.columns
+            if name not in (LOGGED_AT, SOURCE)
+        }
+        columns[LOGGED_AT] = np.fromiter(
+            (ns for ns, _ in entries), dtype=np.int64, count=len(entries)
+        )
+        columns[SOURCE] = [self.source] * len(entries)
+        return _build_table(columns, len(entries), self.schema, origin=f"records for {self.path}")
+
+    def _write_table(self, day: date, table: pa.Table) -> None:
+        directory = _date_dir(self.path, day)
+        _ensure_dir(directory)
+        name = part_file_name(datetime.now(UTC), self._host, self._pid, self.token, self._seq)
+        self._seq += 1
+        _write_part_atomically(directory, name, table)
+        with self._lock:
+            self._records_flushed += table.num_rows
+            self._files_written += 1
+
+    def _requeue(self, entries: list[tuple[int, Mapping[str, Any]]]) -> None:
+        with self._lock:
+            self._buffer[:0] = entries
+            self._enforce_capacity()
+
+
+# --------------------------------------------------------------------------------------------
+# Batch writes
+# --------------------------------------------------------------------------------------------
+
+
+def write_batch(
+    path: str | os.PathLike[str],
+    frame: pd.DataFrame,
+    schema: LogSchema,
+    *,
+    request_id: str | None = None,
+    max_records_per_file: int = 100_000,
+) -> list[Path]:
+    """Log a batch-scored DataFrame with ``source="batch"``; returns the part files written.
+
+    ``frame`` holds the features and the champion columns (``champion_probability``,
+    ``champion_label``, ``champion_model_version``); every other log column is optional:
+    ``request_id`` defaults to one id for the whole batch, ``record_index`` to the row
+    position, ``event_time`` to ``logged_at`` (now), ``challenger_status`` to "disabled".
+    Columns outside the schema are ignored. The whole frame is checked before anything is
+    written; each part file appears atomically, but a crash in the middle of a large batch can
+    leave some of its files written (they share the ``request_id``).
+    """
+    if max_records_per_file < 1:
+        raise ValueError(f"max_records_per_file must be >= 1, got {max_records_per_file}")
+    required = {CHAMPION_PROBABILITY, CHAMPION_LABEL, CHAMPION_MODEL_VERSION}
+    missing = sorted(required - set(frame.columns))
+    if missing:
+        raise PredictionLogError(f"batch frame lacks required columns {missing}")
+    if frame.empty:
+        return []
+    logged_at = datetime.now(UTC)
+    table = _build_table(
+        _batch_columns(frame, schema, request_id, logged_at), len(frame), schema, "batch frame"
+    )
+    root = Path(path)
+    directory = _date_dir(root, logged_at.date())
+    _ensure_dir(directory)
+    host, pid, token = _host_label(), os.getpid(), _new_token()
+    written = []
+    for seq, start in enumerate(range(0, table.num_rows, max_records_per_file)):
+        name = part_file_name(datetime.now(UTC), host, pid, token, seq)
+        chunk = table.slice(start, max_records_per_file)
+        written.append(_write_part_atomically(directory, name, chunk))
+    logger.info("Logged %d batch records to %d part files in %s", len(frame), len(written), root)
+    return written
+
+
+def _batch_columns(
+    frame: pd.DataFrame, schema: LogSchema, request_id: str | None, logged_at: datetime
+) -> dict[str, Any]:
+    n_rows = len(frame)
+    columns: dict[str, Any] = {
+        name: frame[name].reset_index(drop=True) for name in schema.columns if name in frame
+    }
+    columns.setdefault(REQUEST_ID, [request_id or f"batch-{uuid.uuid4().hex}"] * n_rows)
+    columns.setdefault(RECORD_INDEX, np.arange(n_rows, dtype=np.int64))
+    columns.setdefault(CHALLENGER_STATUS, ["disabled"] * n_rows)
+    columns[LOGGED_AT] = np.full(n_rows, pd.Timestamp(logged_at).value, dtype=np.int64)
+    columns[SOURCE] = ["batch"] * n_rows
+    return columns
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def _is_hidden(name: str) -> bool:
+    # Hidden ('.') and underscore names are other tools' bookkeeping (_SUCCESS, _metadata) or
+    # our own temporary files; neither is part of the log.
+    return name.startswith((".", "_")) or name.endswith(TMP_SUFFIX)
+
+
+def _as_utc(value: Any) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _date_dir_in_range(name: str, start: pd.Timestamp | None, end: pd.Timestamp | None) -> bool:
+    if not name.startswith(DATE_DIR_PREFIX):
+        return True
+    try:
+        day = date.fromisoformat(name.removeprefix(DATE_DIR_PREFIX))
+    except ValueError:
+        return True  # not ours to judge; its files are read (and checked) like any other
+    if start is not None and day < start.date():
+        return False
+    # end is exclusive: a log ending at midnight does not need that day's directory.
+    return end is None or day <= (end.to_pydatetime() - timedelta(microseconds=1)).date()
+
+
+def list_part_files(path: str | os.PathLike[str], start: Any = None, end: Any = None) -> list[Path]:
+    """The visible ``*.parquet`` files under ``path`` (hidden and ``*.tmp`` files skipped).
+
+    With ``start``/``end``, date directories that cannot hold rows in [start, end) are skipped.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "prediction log directory not found", str(root))
+    start_utc, end_utc = _as_utc(start), _as_utc(end)
+    found: list[Path] = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = [
+            d for d in subdirs if not _is_hidden(d) and _date_dir_in_range(d, start_utc, end_utc)
+        ]
+        found.extend(
+            Path(directory) / f for f in files if f.endswith(PART_SUFFIX) and not _is_hidden(f)
+        )
+    return sorted(found)
+
+
+def _read_part_table(file: Path) -> pa.Table:
+    try:
+        # ParquetFile reads exactly this file: no dataset discovery, no hive columns from the
+        # date=... directory name.
+        with pq.ParquetFile(file) as part:
+            return part.read()
+    except FileNotFoundError as exc:
+        raise PredictionLogError(
+            f"part file {file} disappeared while reading (is a compaction running?)"
+        ) from exc
+    except (pa.ArrowException, OSError) as exc:
+        raise PredictionLogError(f"part file {file} is not a readable Parquet file: {exc}") from exc
+
+
+def _schema_of(file: Path, table: pa.Table) -> LogSchema:
+    metadata = table.schema.metadata or {}
+    if METADATA_KEY not in metadata:
+        raise PredictionLogError(
+            f"part file {file} has no {METADATA_KEY.decode()} metadata; pass schema= explicitly"
+        )
+    try:
+        return LogSchema.from_json(metadata[METADATA_KEY])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PredictionLogError(f"part file {file} has unreadable schema metadata: {exc}") from exc
+
+
+def _filter_time(table: pa.Table, start: Any, end: Any) -> pa.Table:
+    start_utc, end_utc = _as_utc(start), _as_utc(end)
+    logged_at = table.column(LOGGED_AT)
+    mask = None
+    if start_utc is not None:
+        mask = pc.greater_equal(logged_at, pa.scalar(start_utc.to_pydatetime(), _TIMESTAMP))
+    if end_utc is not None:
+        below = pc.less(logged_at, pa.scalar(end_utc.to_pydatetime(), _TIMESTAMP))
+        mask = below if mask is None else pc.and_(mask, below)
+    return table if mask is None else table.filter(mask)
+
+
+def _finish(tables: list[pa.Table], schema: LogSchema, start: Any, end: Any) -> pd.DataFrame:
+    if not tables:
+        return schema.empty_frame()
+    table = _filter_time(pa.concat_tables(tables), start, end)
+    table = table.sort_by(
+        [(LOGGED_AT, "ascending"), (REQUEST_ID, "ascending"), (RECORD_INDEX, "ascending")]
+    )
+    return _to_pandas(table, schema)
+
+
+def read_prediction_log(
+    path: str | os.PathLike[str],
+    start: Any = None,
+    end: Any = None,
+    *,
+    schema: LogSchema | None = None,
+) -> pd.DataFrame:
+    """Read every visible part file under ``path``, checked, sorted by ``logged_at``.
+
+    ``start``/``end`` select rows with start <= logged_at < end (naive values are UTC).
+    Without ``schema`` the schema is taken from the first part file's metadata and every
+    other file must match it; an empty directory then yields only the base columns.
+
+    Raises FileNotFoundError if ``path`` is not a directory and PredictionLogError naming the
+    file if a part file is unreadable or breaks the format (nothing is skipped silently).
+    """
+    files = list_part_files(path, start, end)
+    tables = []
+    for file in files:
+        raw = _read_part_table(file)
+        schema = schema or _schema_of(file, raw)
+        tables.append(_conform_table(raw, schema, origin=f"part file {file}"))
+    if schema is None:
+        return _base_only_frame()
+    frame = _finish(tables, schema, start, end)
+    logger.debug(
+        "Read %d prediction-log rows from %d part files in %s", len(frame), len(files), path
+    )
+    return frame
+
+
+def _base_only_frame() -> pd.DataFrame:
+    # No file and no schema: the features are unknown, but the fixed columns are not.
+    return LogSchema((), ()).empty_frame()
+
+
+def concat_partitions(
+    partitions: Mapping[str, Callable[[], pd.DataFrame]],
+    schema: LogSchema,
+    start: Any = None,
+    end: Any = None,
+) -> pd.DataFrame:
+    """Combine the output of a Kedro ``PartitionedDataset`` over a prediction-log directory.
+
+    The same checks as ``read_prediction_log``; errors name the partition. Hidden partitions
+    and ``*.tmp`` files are skipped, because ``PartitionedDataset`` lists hidden files too.
+    """
+    tables = []
+    for partition_id in sorted(partitions):
+        if any(_is_hidden(part) for part in partition_id.split("/")):
+            logger.debug("Skipping hidden partition %s", partition_id)
+            continue
+        origin = f"partition {partition_id!r}"
+        try:
+            frame = partitions[partition_id]()
+            raw = pa.Table.from_pandas(frame, preserve_index=False)
+        except Exception as exc:
+            raise PredictionLogError(f"{origin} could not be loaded: {exc}") from exc
+        tables.append(_conform_table(raw, schema, origin))
+    return _finish(tables, schema, start, end)

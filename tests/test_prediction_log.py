@@ -1,0 +1,480 @@
+"""The prediction log: format, durable writer, readers (plain and through Kedro's catalog)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from shadowdrift import prediction_log as plog
+from shadowdrift.prediction_log import (
+    LogSchema,
+    PredictionLogError,
+    PredictionLogWriter,
+    concat_partitions,
+    list_part_files,
+    read_prediction_log,
+    write_batch,
+)
+from shadowdrift.simulation import CATEGORICAL_FEATURES, ID_COLUMN, NUMERIC_FEATURES
+
+SCHEMA = LogSchema(NUMERIC_FEATURES, CATEGORICAL_FEATURES, ID_COLUMN)
+PART_NAME = re.compile(
+    r"part-\d{8}T\d{6}\.\d{3}Z-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-(?P<token>[A-Za-z0-9]+)"
+    r"-(?P<seq>\d{6,})\.parquet"
+)
+
+# The catalog entry documented in docs/prediction_log.md (path replaced per test).
+CATALOG_YAML = """
+prediction_log:
+  type: partitions.PartitionedDataset
+  path: data/07_model_output/prediction_log
+  dataset:
+    type: pandas.ParquetDataset
+  filename_suffix: .parquet
+"""
+
+
+def make_record(request_id: str, index: int = 0, status: str = "ok") -> dict[str, Any]:
+    """A record as the service would log it; the challenger columns follow ``status``."""
+    seed = index % 7
+    record: dict[str, Any] = {
+        "request_id": request_id,
+        "record_index": index,
+        "event_time": "2025-03-01T12:00:00Z",
+        ID_COLUMN: 1000 + index,
+        "champion_probability": 0.1 * seed,
+        "champion_label": int(seed > 3),
+        "champion_model_version": "champion-3",
+        "champion_latency_ms": 1.5,
+        "challenger_status": status,
+        "challenger_latency_ms": 2.5 if status in ("ok", "failed") else None,
+    }
+    record.update({name: float(seed) for name in NUMERIC_FEATURES})
+    record.update({name: f"cat{seed}" for name in CATEGORICAL_FEATURES})
+    if status == "ok":
+        record.update(
+            challenger_probability=0.05 * seed,
+            challenger_label=int(seed > 4),
+            challenger_model_version="challenger-1",
+        )
+    return record
+
+
+def keys(frame: pd.DataFrame) -> list[tuple[str, int]]:
+    return list(zip(frame["request_id"], frame["record_index"], strict=True))
+
+
+def assert_documented_layout(frame: pd.DataFrame) -> None:
+    assert list(frame.columns) == list(SCHEMA.columns)
+    assert frame.dtypes.to_dict() == SCHEMA.pandas_dtypes
+
+
+def test_round_trip_from_two_threads(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=0.05, flush_records=37)
+    statuses = plog.CHALLENGER_STATUSES
+
+    def produce(thread: int) -> None:
+        for request in range(100):
+            request_id = f"t{thread}-r{request}"
+            status = statuses[request % len(statuses)]
+            writer.append([make_record(request_id, i, status) for i in range(5)])
+
+    threads = [threading.Thread(target=produce, args=(t,)) for t in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    writer.close()  # idempotent
+
+    frame = read_prediction_log(tmp_path)
+    expected = {(f"t{t}-r{r}", i) for t in range(2) for r in range(100) for i in range(5)}
+    assert len(frame) == len(expected) == 1000
+    assert set(keys(frame)) == expected
+    assert_documented_layout(frame)
+    assert frame["logged_at"].is_monotonic_increasing
+    assert (frame["source"] == "service").all()
+    assert frame["event_time"].eq(pd.Timestamp("2025-03-01T12:00:00Z")).all()
+
+    not_ok = frame["challenger_status"] != "ok"
+    assert frame.loc[not_ok, "challenger_probability"].isna().all()
+    assert frame.loc[not_ok, "challenger_label"].isna().all()
+    assert frame.loc[not_ok, "challenger_model_version"].isna().all()
+    row = frame.set_index(["request_id", "record_index"]).loc[("t1-r0", 4)]
+    original = make_record("t1-r0", 4, "ok")
+    assert row["challenger_probability"] == pytest.approx(original["challenger_probability"])
+    assert row[NUMERIC_FEATURES[0]] == original[NUMERIC_FEATURES[0]]
+    assert row[CATEGORICAL_FEATURES[0]] == original[CATEGORICAL_FEATURES[0]]
+    assert row[ID_COLUMN] == "1004"
+
+    stats = writer.stats()
+    assert stats.records_appended == stats.records_flushed == 1000
+    assert stats.records_buffered == stats.records_dropped == stats.records_rejected == 0
+    assert stats.flush_errors == 0
+    assert stats.files_written == len(list_part_files(tmp_path)) > 1
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.append([make_record("late")])
+
+
+def test_records_become_visible_within_the_flush_interval(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(tmp_path, SCHEMA)  # default interval: 1.0 s
+
+    def seconds_until_files(count: int) -> float:
+        started = time.monotonic()
+        while len(list_part_files(tmp_path)) < count:
+            assert time.monotonic() - started < 3.0, "records did not become visible"
+            time.sleep(0.01)
+        return time.monotonic() - started
+
+    try:
+        writer.append([make_record("first")])
+        seconds_until_files(1)
+        # Appended right after a flush: the worst case, a whole interval of waiting.
+        writer.append([make_record("second")])
+        waited = seconds_until_files(2)
+    finally:
+        writer.close()
+    assert waited < 1.2
+    assert set(read_prediction_log(tmp_path)["request_id"]) == {"first", "second"}
+
+
+def test_a_full_buffer_is_flushed_without_waiting_for_the_interval(tmp_path: Path) -> None:
+    with PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=30, flush_records=10) as writer:
+        writer.append([make_record("r", i) for i in range(10)])
+        deadline = time.monotonic() + 5
+        while writer.records_flushed < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer.records_flushed == 10
+
+
+def test_a_concurrent_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=0.01, flush_records=20)
+    done = threading.Event()
+    errors: list[BaseException] = []
+    counts: list[int] = []
+
+    def read_continuously() -> None:
+        while not done.is_set():
+            try:
+                counts.append(len(read_prediction_log(tmp_path, schema=SCHEMA)))
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    reader = threading.Thread(target=read_continuously)
+    reader.start()
+    try:
+        for request in range(300):
+            writer.append([make_record(f"r{request}", i) for i in range(4)])
+            time.sleep(0.001)
+        writer.close()
+    finally:
+        done.set()
+        reader.join()
+    assert not errors, errors
+    assert writer.files_written >= 50
+    assert len(counts) > 5
+    assert counts == sorted(counts), "a reader saw records disappear"
+    assert len(read_prediction_log(tmp_path)) == 1200
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from shadowdrift.prediction_log import LogSchema, PredictionLogWriter
+    sys.path.insert(0, {tests!r})
+    from test_prediction_log import SCHEMA, make_record
+
+    writer = PredictionLogWriter({path!r}, SCHEMA, flush_interval_s=0.2)
+    appended = 0
+    stop = time.monotonic() + 30  # never outlive a failed test
+    while time.monotonic() < stop:
+        writer.append([make_record(f"{{appended + i:08d}}") for i in range(20)])
+        appended += 20
+        sys.stdout.write(f"{{writer.records_appended}} {{writer.records_flushed}}\\n")
+        sys.stdout.flush()
+        time.sleep(0.002)
+    """
+)
+
+
+def test_kill_9_loses_at_most_the_unflushed_records(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    script = KILLED_WRITER.format(path=str(log), tests=str(Path(__file__).parent))
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        started = time.monotonic()
+        # Let it write a few files, then kill it while it is appending and flushing.
+        while time.monotonic() - started < 10:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if time.monotonic() - started > 1.0 and int(line.split()[1]) >= 200:
+                break
+        os.kill(process.pid, signal.SIGKILL)
+        remaining, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    lines += remaining.splitlines()
+    assert process.returncode == -signal.SIGKILL, stderr
+    appended, flushed = map(int, lines[-1].split())
+    assert flushed >= 200, stderr
+
+    # A torn temporary file, as a crash in the middle of a write leaves behind.
+    day_dir = next(log.glob("date=*"))
+    good_file = next(day_dir.glob("part-*.parquet"))
+    (day_dir / f".{good_file.name}.tmp").write_bytes(good_file.read_bytes()[:100])
+    (day_dir / "part-torn.parquet.tmp").write_bytes(b"PAR1 not really")
+
+    for part in list_part_files(log):
+        pq.read_table(part)  # every visible file is complete
+    frame = read_prediction_log(log)
+    read = len(frame)
+    assert read >= flushed
+    # At most one more batch can have been appended after the last line was printed.
+    assert read <= appended + 20
+    # A single thread appends in order, so what survives is a prefix of what was appended:
+    # nothing duplicated, nothing out of order, only the tail (the unflushed records) lost.
+    assert sorted(frame["request_id"]) == [f"{i:08d}" for i in range(read)]
+
+
+def test_a_corrupt_part_file_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    write_batch(tmp_path, batch_frame(5), SCHEMA)
+    day_dir = next(tmp_path.glob("date=*"))
+    corrupt = day_dir / "part-20250101T000000.000Z-host-1-abc-000000.parquet"
+    corrupt.write_bytes(b"this is not parquet at all")
+    with pytest.raises(PredictionLogError, match=re.escape(str(corrupt))):
+        read_prediction_log(tmp_path)
+
+    good = next(p for p in day_dir.glob("part-*.parquet") if p != corrupt)
+    corrupt.write_bytes(good.read_bytes()[:-20])  # truncated: footer gone
+    with pytest.raises(PredictionLogError, match=re.escape(str(corrupt))):
+        read_prediction_log(tmp_path)
+
+
+def test_a_part_file_with_other_columns_is_an_error_naming_file_and_columns(
+    tmp_path: Path,
+) -> None:
+    write_batch(tmp_path, batch_frame(5), SCHEMA)
+    day_dir = next(tmp_path.glob("date=*"))
+    odd = day_dir / "part-20250101T000000.000Z-host-1-abc-000000.parquet"
+    table = pq.read_table(next(day_dir.glob("part-*.parquet")))
+    pq.write_table(table.drop_columns(["champion_label"]), odd)
+    with pytest.raises(PredictionLogError, match=r"missing: \['champion_label'\]") as error:
+        read_prediction_log(tmp_path, schema=SCHEMA)
+    assert str(odd) in str(error.value)
+
+
+def test_a_missing_directory_is_file_not_found_naming_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        read_prediction_log(missing)
+
+
+def test_an_empty_directory_reads_as_an_empty_frame(tmp_path: Path) -> None:
+    (tmp_path / "date=2025-01-01").mkdir()
+    (tmp_path / "date=2025-01-01" / ".part-x.parquet.tmp").write_bytes(b"partial")
+    frame = read_prediction_log(tmp_path, schema=SCHEMA)
+    assert frame.empty
+    assert_documented_layout(frame)
+    assert list(read_prediction_log(tmp_path).columns) == list(plog.BASE_COLUMNS)
+
+
+def test_two_writers_in_one_directory_never_collide(tmp_path: Path) -> None:
+    writers = [PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=None) for _ in range(2)]
+
+    def write_many(writer: PredictionLogWriter, name: str) -> None:
+        for request in range(50):
+            writer.append([make_record(f"{name}-{request}")])
+            writer.flush()
+
+    threads = [
+        threading.Thread(target=write_many, args=(w, f"w{n}")) for n, w in enumerate(writers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for writer in writers:
+        writer.close()
+
+    names = [p.name for p in list_part_files(tmp_path)]
+    assert len(names) == len(set(names)) == 100
+    parsed = [PART_NAME.fullmatch(name) for name in names]
+    assert all(parsed), names
+    assert {m["token"] for m in parsed if m} == {w.token for w in writers}
+    assert {m["pid"] for m in parsed if m} == {str(os.getpid())}
+    assert len(read_prediction_log(tmp_path)) == 100
+
+
+def test_a_failed_flush_keeps_the_records_for_the_next_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=None)
+    writer.append([make_record("r", i) for i in range(5)])
+    real_write = plog._write_part_atomically
+
+    def disk_full(*args: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plog, "_write_part_atomically", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        writer.flush()
+    assert writer.flush_errors == 1
+    assert writer.stats().records_buffered == 5
+    writer.append([make_record("r", 5)])
+
+    monkeypatch.setattr(plog, "_write_part_atomically", real_write)
+    writer.close()
+    frame = read_prediction_log(tmp_path)
+    assert keys(frame) == [("r", i) for i in range(6)]
+    assert writer.records_flushed == 6
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_full_buffer_drops_the_oldest_records_and_counts_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = PredictionLogWriter(
+        tmp_path, SCHEMA, flush_interval_s=None, flush_records=2, max_buffer_records=4
+    )
+    writer.append([make_record("r", i) for i in range(6)])
+    assert writer.records_dropped == 2
+    writer.close()
+    assert keys(read_prediction_log(tmp_path)) == [("r", i) for i in range(2, 6)]
+    assert "dropped the 2 oldest records" in caplog.text
+
+
+def test_malformed_records(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    writer = PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=None)
+    with pytest.raises(ValueError, match="lacks"):
+        writer.append([{"request_id": "r"}])
+    with pytest.raises(ValueError, match="challenger_status"):
+        writer.append([make_record("r", 0, status="busy")])
+    with pytest.raises(TypeError, match="iterable of records"):
+        writer.append(make_record("r"))  # type: ignore[arg-type]
+    assert writer.records_appended == 0
+
+    # Wrong value types only show when converting; the bad record is rejected, not retried.
+    bad = make_record("bad") | {NUMERIC_FEATURES[0]: "twelve"}
+    inconsistent = make_record("inconsistent", status="shed") | {"challenger_probability": 0.3}
+    writer.append([make_record("good"), bad, inconsistent])
+    writer.close()
+    assert writer.records_rejected == 2
+    assert list(read_prediction_log(tmp_path)["request_id"]) == ["good"]
+    assert "'bad'" in caplog.text and "twelve" in caplog.text
+    assert "challenger_probability is set although challenger_status is not 'ok'" in caplog.text
+
+
+def batch_frame(n: int) -> pd.DataFrame:
+    records = pd.DataFrame([make_record("ignored", i, status="disabled") for i in range(n)])
+    records = records.drop(columns=["request_id", "record_index", "champion_latency_ms"])
+    records["churned"] = 0  # extra columns are ignored
+    return records
+
+
+def test_write_batch(tmp_path: Path) -> None:
+    frame = batch_frame(25)
+    written = write_batch(tmp_path, frame, SCHEMA, max_records_per_file=10)
+    assert len(written) == 3
+    assert all(PART_NAME.fullmatch(p.name) for p in written)
+    assert not list(tmp_path.rglob("*.tmp"))
+    log = read_prediction_log(tmp_path)
+    assert_documented_layout(log)
+    assert (log["source"] == "batch").all()
+    assert log["request_id"].nunique() == 1
+    assert list(log["record_index"]) == list(range(25))
+    assert log["champion_latency_ms"].isna().all()
+    assert write_batch(tmp_path, frame.iloc[:0], SCHEMA) == []
+
+    with pytest.raises(PredictionLogError, match="champion_label"):
+        write_batch(tmp_path, frame.drop(columns=["champion_label"]), SCHEMA)
+    bad = frame.assign(champion_probability=1.5)
+    with pytest.raises(PredictionLogError, match="outside"):
+        write_batch(tmp_path, bad, SCHEMA)
+    assert len(read_prediction_log(tmp_path)) == 25  # nothing of the bad batch was written
+
+
+def test_start_and_end_select_logged_at(tmp_path: Path) -> None:
+    write_batch(tmp_path, batch_frame(3), SCHEMA)
+    logged = read_prediction_log(tmp_path)["logged_at"].iloc[0]
+    assert len(read_prediction_log(tmp_path, start=logged)) == 3
+    assert len(read_prediction_log(tmp_path, end=logged)) == 0
+    assert len(read_prediction_log(tmp_path, start=logged + pd.Timedelta(1, "us"))) == 0
+    yesterday = (logged - pd.Timedelta(days=1)).tz_localize(None)  # naive means UTC
+    assert len(read_prediction_log(tmp_path, start=yesterday, end="2999-01-01")) == 3
+
+
+def load_catalog_entry(path: Path) -> dict[str, Any]:
+    from kedro.io import DataCatalog
+
+    config = yaml.safe_load(CATALOG_YAML)
+    config["prediction_log"]["path"] = str(path)
+    return DataCatalog.from_config(config).load("prediction_log")
+
+
+def test_the_catalog_entry_reads_what_read_prediction_log_reads(tmp_path: Path) -> None:
+    with PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=None, flush_records=7) as writer:
+        for request in range(10):
+            status = plog.CHALLENGER_STATUSES[request % 5]
+            writer.append([make_record(f"r{request}", i, status) for i in range(3)])
+    write_batch(tmp_path, batch_frame(4), SCHEMA)
+    day_dir = next(tmp_path.glob("date=*"))
+    good = next(day_dir.glob("part-*.parquet"))
+    # PartitionedDataset lists hidden files too; these two must not count.
+    (day_dir / f".{good.name}").write_bytes(good.read_bytes())
+    (day_dir / f".{good.name}.tmp").write_bytes(b"partial")
+
+    partitions = load_catalog_entry(tmp_path)
+    assert f"{day_dir.name}/.{good.stem}" in partitions  # what concat_partitions has to skip
+    from_kedro = concat_partitions(partitions, SCHEMA)
+    pd.testing.assert_frame_equal(from_kedro, read_prediction_log(tmp_path))
+    assert len(from_kedro) == 34
+
+
+def test_concat_partitions_names_a_bad_partition(tmp_path: Path) -> None:
+    write_batch(tmp_path, batch_frame(3), SCHEMA)
+    day_dir = next(tmp_path.glob("date=*"))
+    (day_dir / "part-garbage.parquet").write_bytes(b"garbage")
+    partitions = load_catalog_entry(tmp_path)
+    with pytest.raises(PredictionLogError, match="part-garbage"):
+        concat_partitions(partitions, SCHEMA)
+
+    def wrong_columns() -> pd.DataFrame:
+        return pd.DataFrame({"a": [1]})
+
+    with pytest.raises(PredictionLogError, match=r"partition 'x'.*missing"):
+        concat_partitions({"x": wrong_columns}, SCHEMA)
+    assert_documented_layout(concat_partitions({}, SCHEMA))
+
+
+def test_log_schema() -> None:
+    assert SCHEMA.arrow_schema.field("tenure_months").type == pa.float64()
+    assert SCHEMA.arrow_schema.field("contract_type").type == pa.string()
+    assert not SCHEMA.arrow_schema.field("champion_probability").nullable
+    assert LogSchema.from_json(SCHEMA.to_json()) == SCHEMA
+    with pytest.raises(ValueError, match="clash"):
+        LogSchema(["source"], [])
+    with pytest.raises(ValueError, match="duplicated"):
+        LogSchema(["a"], ["a"])
