@@ -28,3 +28,34 @@ def load_dataset(project_path: Path, name: str, env: str | None = None) -> Any:
     bootstrap_project(project_path)
     with KedroSession.create(project_path=project_path, env=env) as session:
         return session.load_context().catalog.load(name)
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def run_kedro_cli(
+    project_path: Path, *args: str, params: dict[str, Any] | None = None, timeout: int = 600
+):
+    """``kedro run ARGS`` in its own process, as a user runs it (MLflow runs are per process)."""
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).with_name("kedro")), "run", *args]
+    if params:
+        command += ["--params", ",".join(f"{k}={v}" for k, v in _flatten(params).items())]
+    result = subprocess.run(
+        command, cwd=project_path, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command[1:])} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+        )
+    return result

@@ -15,3 +15,11 @@ for _name, _value in {
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }.items():
     os.environ.setdefault(_name, _value)
+
+# Known, harmless noise from pinned dependencies that would otherwise fill every `kedro run`:
+# kedro 1.7 and kedro-mlflow 2.0.3 call omegaconf's deprecated resolver API.
+import warnings  # noqa: E402
+
+warnings.filterwarnings(
+    "ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning
+)

@@ -1,0 +1,109 @@
+"""Batch scoring with the registry's champion and, in shadow, its challenger."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from shadowdrift import registry
+from shadowdrift.churn_model import LABEL, PROBABILITY, load_churn_model
+from shadowdrift.prediction_log import LogSchema
+from shadowdrift.schema import parse_schema, validate_frame
+
+logger = logging.getLogger(__name__)
+
+
+def _load_alias(client: MlflowClient, name: str, alias: str):
+    version = registry.version_for_alias(client, name, alias)
+    if version is None:
+        return None, None
+    return load_churn_model(f"models:/{name}@{alias}"), version.version
+
+
+def score_production(
+    raw_production: pd.DataFrame,
+    reporting_promotion_decision: dict[str, Any],
+    schema: dict[str, Any],
+    inference: dict[str, Any],
+) -> pd.DataFrame:
+    """Champion and challenger scores for each production record, in the prediction-log format.
+
+    The models come from the registry aliases as they are now; the last promotion decision is
+    an input so that a full run scores only after evaluation has moved the aliases.
+    """
+    s = parse_schema(schema)
+    records = validate_frame(
+        raw_production.drop(columns=[s.target], errors="ignore"),
+        s,
+        "raw_production",
+        require_target=False,
+        # drift monitoring must see new categories and missing values, so they are scored, not refused
+        allow_unseen_categories=True,
+        allow_nulls=True,
+    )
+    client = MlflowClient()
+    name = inference["registered_model_name"]
+    champion, champion_version = _load_alias(client, name, registry.CHAMPION)
+    if champion is None:
+        raise RuntimeError(
+            f"no model has the alias {name}@{registry.CHAMPION} in the MLflow registry: "
+            "run `kedro run --pipelines training,evaluation` first"
+        )
+    out = records[[s.id, s.timestamp, *s.features]].copy()
+    started = time.perf_counter()
+    predictions = champion.predict(None, records)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    out["champion_probability"] = predictions[PROBABILITY].to_numpy()
+    out["champion_label"] = predictions[LABEL].to_numpy()
+    out["champion_model_version"] = str(champion_version)
+    out["champion_latency_ms"] = elapsed_ms / max(len(records), 1)
+    decided = (reporting_promotion_decision or {}).get("aliases_after", {}).get(registry.CHAMPION)
+    if decided is not None and str(decided) != str(champion_version):
+        logger.warning(
+            "%s@champion is version %s, not %s as the last promotion decision left it (rolled back?)",
+            name,
+            champion_version,
+            decided,
+        )
+    challenger, challenger_version = _load_alias(client, name, registry.CHALLENGER)
+    if challenger is None or not inference.get("shadow", True):
+        out["challenger_status"] = "disabled"
+    else:
+        try:
+            started = time.perf_counter()
+            shadow = challenger.predict(None, records)
+            shadow_ms = (time.perf_counter() - started) * 1000
+            out["challenger_probability"] = shadow[PROBABILITY].to_numpy()
+            out["challenger_label"] = shadow[LABEL].to_numpy()
+            out["challenger_model_version"] = str(challenger_version)
+            out["challenger_latency_ms"] = shadow_ms / max(len(records), 1)
+            out["challenger_status"] = "ok"
+        except Exception:
+            # the shadow never decides the outcome: its failure is logged and recorded, not raised
+            logger.exception("challenger version %s failed on the batch", challenger_version)
+            out["challenger_status"] = "failed"
+    out[s.timestamp] = _as_utc(out[s.timestamp])
+    agreement = (
+        float(np.mean(out["champion_label"] == out["challenger_label"]))
+        if "challenger_label" in out
+        else float("nan")
+    )
+    logger.info(
+        "Scored %d production records with champion v%s (challenger %s); label agreement %.3f",
+        len(out),
+        champion_version,
+        f"v{challenger_version}" if challenger is not None else "none",
+        agreement,
+    )
+    out.attrs["prediction_log_schema"] = LogSchema.from_data_schema(s).to_json()
+    return out.reset_index(drop=True)
+
+
+def _as_utc(times: pd.Series) -> pd.Series:
+    """The log stores UTC; naive timestamps in the data are taken to be UTC."""
+    return times.dt.tz_localize("UTC") if times.dt.tz is None else times.dt.tz_convert("UTC")

@@ -1,0 +1,22 @@
+from kedro.pipeline import Pipeline, node
+
+from .nodes import score_production
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                score_production,
+                inputs=[
+                    "raw_production",
+                    "reporting_promotion_decision",
+                    "params:schema",
+                    "params:inference",
+                ],
+                outputs="model_output_prediction_log",
+                name="score_production_in_shadow",
+                tags=["inference"],
+            ),
+        ]
+    )
