@@ -12,6 +12,7 @@ on top of the model; see docs/training.md and benchmarks/bench_model_overhead.py
 from __future__ import annotations
 
 import logging
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -68,9 +69,9 @@ class ChurnModel(mlflow.pyfunc.PythonModel):
             raise ValueError(f"records lack feature column(s): {', '.join(missing)}")
         return self.pipeline.predict_proba(records[self.features])[:, 1]
 
-    def predict(
-        self, context: Any, model_input: Any, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
+    # No type hints on purpose: MLflow would try, and fail, to derive a signature from them.
+    def predict(self, context, model_input, params=None):
+        """MLflow's entry point: a DataFrame with ``churn_probability`` and ``churn_label``."""
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         probability = self.predict_probability(frame)
         return pd.DataFrame(
@@ -106,14 +107,20 @@ def _pinned_requirements() -> list[str]:
 
 def log_churn_model(model: ChurnModel, example: pd.DataFrame, name: str | None = None) -> Any:
     """Log ``model`` to the active MLflow run with a signature and an input example."""
-    info = mlflow.pyfunc.log_model(
-        name=name or model.name,
-        python_model=model,
-        signature=signature_for(model, example),
-        input_example=example,
-        # explicit pins: inferring requirements spawns a process and takes seconds
-        pip_requirements=_pinned_requirements(),
-    )
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values: by design, the schema
+        # declares integer features non-nullable, and the signature mirrors the schema.
+        warnings.filterwarnings(
+            "ignore", message="Hint: Inferred schema contains integer", category=UserWarning
+        )
+        info = mlflow.pyfunc.log_model(
+            name=name or model.name,
+            python_model=model,
+            signature=signature_for(model, example),
+            input_example=example,
+            # explicit pins: inferring requirements spawns a process and takes seconds
+            pip_requirements=_pinned_requirements(),
+        )
     logger.info("Logged %s to MLflow as %s", model.name, info.model_uri)
     return info
 

@@ -1,5 +1,6 @@
 """Kedro project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
 
+import os
 from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
@@ -14,6 +15,11 @@ def _project_path() -> str:
     return str(root if root is not None else Path.cwd())
 
 
+def _env_or(name: str, default: str) -> str:
+    """An environment variable if set and non-empty, else ``default`` (for MLFLOW_TRACKING_URI)."""
+    return os.environ.get(name) or default
+
+
 # kedro-telemetry's hooks stay off even if a user deletes `.telemetry`.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 
@@ -21,5 +27,5 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    "custom_resolvers": {"project_path": _project_path},
+    "custom_resolvers": {"project_path": _project_path, "env_or": _env_or},
 }
