@@ -13,7 +13,7 @@ export NML_DISABLE_USAGE_LOGGING := 1
 export BENTOML_DO_NOT_TRACK := True
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo test lint format lock clean-data
+.PHONY: install system-deps demo test lint format lock clean-data
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,22 @@ install: $(STAMP)
 demo: install
 	$(BIN)/kedro run
 
-test: install
+# Debian packages the tests use: PostgreSQL (MLflow on a real database) and Chromium (kedro-viz
+# rendered headless). Installed only when missing; needs root (CI runs as root).
+system-deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "missing Debian packages:$$missing (sudo apt-get install -y$$missing); their tests will be skipped" >&2; \
+		fi; \
+	fi
+
+test: install system-deps
 	$(BIN)/pytest
 
 lint: install

@@ -42,9 +42,14 @@ def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_kedro_cli(
-    project_path: Path, *args: str, params: dict[str, Any] | None = None, timeout: int = 600
+    project_path: Path,
+    *args: str,
+    params: dict[str, Any] | None = None,
+    env_vars: dict[str, str] | None = None,
+    timeout: int = 600,
 ):
     """``kedro run ARGS`` in its own process, as a user runs it (MLflow runs are per process)."""
+    import os
     import subprocess
     import sys
 
@@ -52,7 +57,13 @@ def run_kedro_cli(
     if params:
         command += ["--params", ",".join(f"{k}={v}" for k, v in _flatten(params).items())]
     result = subprocess.run(
-        command, cwd=project_path, capture_output=True, text=True, timeout=timeout, check=False
+        command,
+        cwd=project_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env_vars or {})},
     )
     if result.returncode != 0:
         raise AssertionError(
