@@ -24,6 +24,7 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
+from threadpoolctl import threadpool_limits
 
 # Direction of each metric, for comparisons and the promotion gate.
 HIGHER_IS_BETTER = {
@@ -90,16 +91,22 @@ def calibration(y_true: np.ndarray, probability: np.ndarray, bins: int) -> dict[
 def ms_per_1000_rows(
     predict: Callable[[pd.DataFrame], Any], records: pd.DataFrame, repeats: int
 ) -> float:
-    """Median wall time of predicting 1,000 rows, in milliseconds (after one warm-up call)."""
+    """Median wall time of predicting 1,000 rows, in milliseconds (after one warm-up call).
+
+    Measured on one thread, as a service worker runs: otherwise OpenMP's thread pool
+    (HistGradientBoosting) spins against whatever else uses the other core, and the figure
+    swings by several times between runs.
+    """
     batch = records.sample(n=1000, replace=len(records) < 1000, random_state=0).reset_index(
         drop=True
     )
-    predict(batch)
-    timings = []
-    for _ in range(max(1, repeats)):
-        started = time.perf_counter()
+    with threadpool_limits(limits=1):
         predict(batch)
-        timings.append((time.perf_counter() - started) * 1000)
+        timings = []
+        for _ in range(max(1, repeats)):
+            started = time.perf_counter()
+            predict(batch)
+            timings.append((time.perf_counter() - started) * 1000)
     return float(np.median(timings))
 
 
