@@ -1,0 +1,133 @@
+"""Champion/challenger agreement per chunk, from the prediction log.
+
+Per chunk: how many records the challenger scored (status ``ok``), on those the share where both
+models give the same label and the mean absolute difference of their probabilities, and how many
+records the challenger did not score, by status (``shed``, ``failed``, ``sampled_out``,
+``disabled``; see docs/prediction_log.md). A falling agreement rate with stable inputs is a sign
+that the two models read the same data differently; a rising ``shed`` or ``failed`` count is an
+operations problem, not drift.
+
+Built from sums like the other drift statistics: ``count_agreement`` per partition, partitions
+added with ``merge_agreement`` (rows matched by chunk), then ``agreement_table`` for the rates.
+
+Plain pandas; does not import Kedro.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shadowdrift.prediction_log import (
+    CHALLENGER_LABEL,
+    CHALLENGER_PROBABILITY,
+    CHALLENGER_STATUS,
+    CHALLENGER_STATUSES,
+    CHAMPION_LABEL,
+    CHAMPION_PROBABILITY,
+)
+
+REQUIRED_COLUMNS = (
+    CHAMPION_PROBABILITY,
+    CHAMPION_LABEL,
+    CHALLENGER_STATUS,
+    CHALLENGER_PROBABILITY,
+    CHALLENGER_LABEL,
+)
+_STATUS_COUNTS = tuple(f"n_{status}" for status in CHALLENGER_STATUSES)
+COUNT_COLUMNS = ("n_rows", "n_compared", "n_agree", "sum_abs_probability_diff", *_STATUS_COUNTS)
+AGREEMENT_COLUMNS = (
+    "chunk",
+    "n_rows",
+    "n_compared",
+    "agreement_rate",
+    "mean_abs_probability_diff",
+    "challenger_coverage",
+    *_STATUS_COUNTS,
+)
+
+
+class AgreementError(ValueError):
+    """The frame lacks a prediction-log column or holds an unknown challenger status."""
+
+
+def count_agreement(
+    frame: pd.DataFrame, chunk_key: np.ndarray | pd.Series | Sequence[Any]
+) -> pd.DataFrame:
+    """Sums per chunk (index ``chunk``, columns ``COUNT_COLUMNS``); ``chunk_key`` labels each row.
+
+    A record is *compared* when its status is ``ok`` and both labels and probabilities are set.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise AgreementError(
+            f"the analysis frame lacks prediction-log column(s) {', '.join(map(repr, missing))}"
+        )
+    key = chunk_key.to_numpy() if isinstance(chunk_key, pd.Series) else np.asarray(chunk_key)
+    if len(key) != len(frame):
+        raise AgreementError(f"chunk_key has {len(key)} labels for {len(frame)} rows")
+    status = frame[CHALLENGER_STATUS].to_numpy(dtype=object)
+    unknown = sorted(set(pd.unique(status)) - set(CHALLENGER_STATUSES), key=str)
+    if unknown:
+        raise AgreementError(
+            f"column {CHALLENGER_STATUS!r} has unknown value(s) {unknown}; allowed: "
+            f"{', '.join(CHALLENGER_STATUSES)}"
+        )
+    champion_p = frame[CHAMPION_PROBABILITY].to_numpy(dtype=np.float64, na_value=np.nan)
+    challenger_p = frame[CHALLENGER_PROBABILITY].to_numpy(dtype=np.float64, na_value=np.nan)
+    champion_y = frame[CHAMPION_LABEL].to_numpy(dtype=np.float64, na_value=np.nan)
+    challenger_y = frame[CHALLENGER_LABEL].to_numpy(dtype=np.float64, na_value=np.nan)
+    compared = (
+        (status == "ok")
+        & ~np.isnan(champion_p)
+        & ~np.isnan(challenger_p)
+        & ~np.isnan(champion_y)
+        & ~np.isnan(challenger_y)
+    )
+    sums = pd.DataFrame(
+        {
+            "chunk": key,
+            "n_rows": 1,
+            "n_compared": compared.astype(np.int64),
+            "n_agree": (compared & (champion_y == challenger_y)).astype(np.int64),
+            "sum_abs_probability_diff": np.where(compared, np.abs(champion_p - challenger_p), 0.0),
+            **{f"n_{s}": (status == s).astype(np.int64) for s in CHALLENGER_STATUSES},
+        }
+    )
+    return sums.groupby("chunk", sort=False)[list(COUNT_COLUMNS)].sum()
+
+
+def merge_agreement(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Add the sums of disjoint partitions, chunk by chunk."""
+    parts = list(parts)
+    if not parts:
+        raise AgreementError("merge_agreement needs at least one table of sums")
+    return pd.concat(parts).groupby(level=0, sort=False).sum()
+
+
+def agreement_table(counts: pd.DataFrame, chunk_order: Sequence[Any] | None = None) -> pd.DataFrame:
+    """Rates per chunk (columns ``AGREEMENT_COLUMNS``); NaN rates where nothing was compared."""
+    if chunk_order is not None:
+        unknown = [c for c in chunk_order if c not in counts.index]
+        if unknown:
+            raise AgreementError(f"chunks {unknown} have no agreement counts")
+        counts = counts.loc[list(chunk_order)]
+    compared = counts["n_compared"].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        agreement = np.where(compared > 0, counts["n_agree"] / compared, np.nan)
+        diff = np.where(compared > 0, counts["sum_abs_probability_diff"] / compared, np.nan)
+    out = pd.DataFrame(
+        {
+            "chunk": counts.index.to_numpy(dtype=object),
+            "n_rows": counts["n_rows"].to_numpy(dtype=np.int64),
+            "n_compared": counts["n_compared"].to_numpy(dtype=np.int64),
+            "agreement_rate": agreement,
+            "mean_abs_probability_diff": diff,
+            "challenger_coverage": compared / counts["n_rows"].to_numpy(dtype=np.float64),
+            **{c: counts[c].to_numpy(dtype=np.int64) for c in _STATUS_COUNTS},
+        }
+    )
+    return out.reset_index(drop=True)

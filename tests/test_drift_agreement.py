@@ -1,0 +1,63 @@
+"""Tests for champion/challenger agreement per chunk (src/shadowdrift/drift_agreement.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shadowdrift.drift_agreement import (
+    AGREEMENT_COLUMNS,
+    AgreementError,
+    agreement_table,
+    count_agreement,
+    merge_agreement,
+)
+
+
+def _log() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "champion_probability": [0.9, 0.2, 0.6, 0.1, 0.7, 0.4],
+            "champion_label": [1, 0, 1, 0, 1, 0],
+            "challenger_status": ["ok", "ok", "ok", "shed", "failed", "sampled_out"],
+            "challenger_probability": [0.8, 0.3, 0.4, np.nan, np.nan, np.nan],
+            "challenger_label": pd.array([1, 0, 0, None, None, None], dtype="Int64"),
+        }
+    )
+
+
+def test_agreement_rates_and_status_counts_per_chunk():
+    counts = count_agreement(_log(), ["a", "a", "a", "b", "b", "b"])
+    table = agreement_table(counts, ["a", "b"])
+    assert list(table.columns) == list(AGREEMENT_COLUMNS)
+    a, b = table.iloc[0], table.iloc[1]
+    assert (a["n_rows"], a["n_compared"], a["n_ok"]) == (3, 3, 3)
+    assert a["agreement_rate"] == pytest.approx(2 / 3)
+    assert a["mean_abs_probability_diff"] == pytest.approx((0.1 + 0.1 + 0.2) / 3)
+    assert a["challenger_coverage"] == pytest.approx(1.0)
+    assert (b["n_compared"], b["n_shed"], b["n_failed"], b["n_sampled_out"]) == (0, 1, 1, 1)
+    assert np.isnan(b["agreement_rate"]) and np.isnan(b["mean_abs_probability_diff"])
+    assert b["challenger_coverage"] == 0.0
+
+
+def test_partition_sums_merge_to_the_whole():
+    log = _log()
+    key = np.array(["a", "b", "a", "b", "a", "b"])
+    whole = count_agreement(log, key)
+    merged = merge_agreement(
+        [count_agreement(log.iloc[:4], key[:4]), count_agreement(log.iloc[4:], key[4:])]
+    )
+    pd.testing.assert_frame_equal(
+        agreement_table(merged, ["a", "b"]), agreement_table(whole, ["a", "b"])
+    )
+
+
+def test_bad_logs_fail_clearly():
+    with pytest.raises(AgreementError, match="'challenger_status'"):
+        count_agreement(_log().drop(columns="challenger_status"), ["a"] * 6)
+    bad = _log().assign(challenger_status=["ok", "ok", "ok", "busy", "ok", "ok"])
+    with pytest.raises(AgreementError, match=r"unknown value\(s\) \['busy'\]"):
+        count_agreement(bad, ["a"] * 6)
+    with pytest.raises(AgreementError, match="no agreement counts"):
+        agreement_table(count_agreement(_log(), ["a"] * 6), ["a", "zzz"])
