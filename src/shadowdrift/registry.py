@@ -75,3 +75,13 @@ def describe_aliases(client: MlflowClient, name: str) -> dict[str, str]:
         return dict(client.get_registered_model(name).aliases)
     except MlflowException:
         return {}
+
+
+def load_alias(client: MlflowClient, name: str, alias: str) -> tuple[Any, str | None]:
+    """(ChurnModel, version) behind ``name@alias``, or (None, None) if the alias is not set."""
+    from shadowdrift.churn_model import load_churn_model
+
+    version = version_for_alias(client, name, alias)
+    if version is None:
+        return None, None
+    return load_churn_model(f"models:/{name}@{alias}"), str(version.version)

@@ -11,18 +11,11 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from shadowdrift import registry
-from shadowdrift.churn_model import LABEL, PROBABILITY, load_churn_model
+from shadowdrift.churn_model import LABEL, PROBABILITY
 from shadowdrift.prediction_log import LogSchema
 from shadowdrift.schema import parse_schema, validate_frame
 
 logger = logging.getLogger(__name__)
-
-
-def _load_alias(client: MlflowClient, name: str, alias: str):
-    version = registry.version_for_alias(client, name, alias)
-    if version is None:
-        return None, None
-    return load_churn_model(f"models:/{name}@{alias}"), version.version
 
 
 def score_production(
@@ -48,7 +41,7 @@ def score_production(
     )
     client = MlflowClient()
     name = inference["registered_model_name"]
-    champion, champion_version = _load_alias(client, name, registry.CHAMPION)
+    champion, champion_version = registry.load_alias(client, name, registry.CHAMPION)
     if champion is None:
         raise RuntimeError(
             f"no model has the alias {name}@{registry.CHAMPION} in the MLflow registry: "
@@ -70,7 +63,7 @@ def score_production(
             champion_version,
             decided,
         )
-    challenger, challenger_version = _load_alias(client, name, registry.CHALLENGER)
+    challenger, challenger_version = registry.load_alias(client, name, registry.CHALLENGER)
     if challenger is None or not inference.get("shadow", True):
         out["challenger_status"] = "disabled"
     else:

@@ -1,0 +1,128 @@
+"""Nodes of the drift pipeline: thin wrappers around ``shadowdrift.drift_monitor`` and friends."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from mlflow import MlflowClient
+
+from shadowdrift import registry
+from shadowdrift.churn_model import LABEL, PROBABILITY
+from shadowdrift.drift_monitor import run_drift
+from shadowdrift.drift_report import build_figures, build_summary, render_html, to_jsonable
+from shadowdrift.schema import parse_schema
+
+logger = logging.getLogger(__name__)
+
+FIGURES = ("psi_heatmap", "performance", "agreement", "data_quality")
+
+
+def score_reference_window(
+    model_input_reference: pd.DataFrame,
+    reporting_promotion_decision: dict[str, Any],
+    inference: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The reference window scored by today's champion and challenger (NannyML calibrates on it)."""
+    client = MlflowClient()
+    name = inference["registered_model_name"]
+    scored = model_input_reference.copy()
+    monitored: dict[str, Any] = {"registered_model_name": name}
+    for role in (registry.CHAMPION, registry.CHALLENGER):
+        model, version = registry.load_alias(client, name, role)
+        if model is None:
+            if role == registry.CHAMPION:
+                raise RuntimeError(
+                    f"no model has the alias {name}@{role}: run `kedro run --pipelines training,evaluation` first"
+                )
+            continue
+        predictions = model.predict(None, model_input_reference)
+        scored[f"{role}_probability"] = predictions[PROBABILITY].to_numpy()
+        scored[f"{role}_label"] = predictions[LABEL].to_numpy()
+        monitored[role] = {"version": version, "threshold": model.threshold, "candidate": model.name}
+    return scored, monitored
+
+
+def attach_ground_truth(
+    model_output_prediction_log: pd.DataFrame,
+    raw_production: pd.DataFrame,
+    schema: dict[str, Any],
+    drift_labels: dict[str, Any],
+) -> pd.DataFrame:
+    """Prediction-log rows with the target joined where it has arrived (NaN elsewhere).
+
+    A record scored more than once (batch inference re-run) counts once, with its latest score.
+    Labels come from ``raw_production``'s target column, joined by id; a label counts as
+    arrived when its record's event time is at least ``delay_days`` before ``as_of`` (default:
+    the newest event time in the log).
+    """
+    s = parse_schema(schema)
+    log = model_output_prediction_log
+    if log.empty:
+        logger.warning("The prediction log is empty: drift will report insufficient data")
+        return log.assign(**{s.target: pd.Series(dtype=float)})
+    if s.id in log.columns:
+        before = len(log)
+        log = log.sort_values("logged_at", kind="stable").drop_duplicates(s.id, keep="last")
+        if len(log) < before:
+            logger.info("%d re-scored records counted once (latest score kept)", before - len(log))
+    log = log.sort_values("event_time", kind="stable").reset_index(drop=True)
+    if s.target not in raw_production.columns or s.id not in log.columns:
+        logger.info("No ground truth to join (no %s column in raw_production)", s.target)
+        return log.assign(**{s.target: float("nan")})
+    truth = raw_production[[s.id, s.target]].copy()
+    truth[s.id] = truth[s.id].astype(str)
+    labels = log[s.id].astype(str).map(truth.set_index(s.id)[s.target])
+    as_of = pd.Timestamp(drift_labels["as_of"], tz="UTC") if drift_labels.get("as_of") else log["event_time"].max()
+    arrived = log["event_time"] <= as_of - pd.Timedelta(days=float(drift_labels.get("delay_days", 0)))
+    log[s.target] = labels.where(arrived).astype(float)
+    logger.info(
+        "Ground truth arrived for %d of %d logged records (as of %s, delay %s days)",
+        int(log[s.target].notna().sum()),
+        len(log),
+        as_of,
+        drift_labels.get("delay_days", 0),
+    )
+    return log
+
+
+def monitor_drift(
+    model_output_reference_predictions: pd.DataFrame,
+    model_input_drift_analysis: pd.DataFrame,
+    models_monitored: dict[str, Any],
+    schema: dict[str, Any],
+    drift: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], str, dict[str, Any], go.Figure, go.Figure, go.Figure, go.Figure]:
+    """PSI, NannyML, data quality, agreement, the decision, the report and MLflow metrics."""
+    s = parse_schema(schema)
+    results = run_drift(
+        model_output_reference_predictions,
+        model_input_drift_analysis,
+        s,
+        models_monitored[registry.CHAMPION]["threshold"],
+        drift,
+    )
+    summary = build_summary(results)
+    summary["models_monitored"] = models_monitored
+    figures = build_figures(results)
+    html = render_html(summary, figures)
+    decision = to_jsonable(summary["decision"])
+    decision["models_monitored"] = models_monitored
+    logger.info(
+        "Retraining decision: %s. %s", decision["decision"].upper(), " ".join(map(str, decision.get("reasons", [])))
+    )
+    metrics = _mlflow_metrics(results)
+    return (to_jsonable(summary), decision, html, metrics, *(figures[name] for name in FIGURES))
+
+
+def _mlflow_metrics(results: Any) -> dict[str, Any]:
+    """Per chunk (as the MLflow step): PSI per feature and the champion's performance."""
+    metrics: dict[str, list[dict[str, Any]]] = {}
+    chunk_order = {chunk: i for i, chunk in enumerate(results.chunks["chunk"])} if len(results.chunks) else {}
+    for row in results.psi.itertuples():
+        metrics.setdefault(f"psi.{row.feature}", []).append(
+            {"value": float(row.psi), "step": chunk_order.get(row.chunk, 0)}
+        )
+    return metrics

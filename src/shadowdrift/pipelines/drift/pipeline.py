@@ -1,0 +1,43 @@
+from kedro.pipeline import Pipeline, node
+
+from .nodes import FIGURES, attach_ground_truth, monitor_drift, score_reference_window
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                score_reference_window,
+                inputs=["model_input_reference", "reporting_promotion_decision", "params:inference"],
+                outputs=["model_output_reference_predictions", "models_monitored"],
+                name="score_reference_window",
+                tags=["drift"],
+            ),
+            node(
+                attach_ground_truth,
+                inputs=["model_output_prediction_log", "raw_production", "params:schema", "params:drift_labels"],
+                outputs="model_input_drift_analysis",
+                name="attach_ground_truth_to_prediction_log",
+                tags=["drift"],
+            ),
+            node(
+                monitor_drift,
+                inputs=[
+                    "model_output_reference_predictions",
+                    "model_input_drift_analysis",
+                    "models_monitored",
+                    "params:schema",
+                    "params:drift",
+                ],
+                outputs=[
+                    "reporting_drift_summary",
+                    "reporting_retraining_decision",
+                    "reporting_drift_report",
+                    "reporting_drift_metrics",
+                    *(f"reporting_drift_{name}" for name in FIGURES),
+                ],
+                name="monitor_drift_and_decide",
+                tags=["drift"],
+            ),
+        ]
+    )
