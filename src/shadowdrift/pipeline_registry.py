@@ -12,4 +12,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     # Starting from an empty Pipeline keeps kedro-mlflow's PipelineML out of first place in
     # the sum, which it does not support.
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    # Everything but the simulator: the run for an environment with real data.
+    pipelines["lifecycle"] = sum(
+        (p for name, p in pipelines.items() if name not in ("__default__", "simulation")),
+        Pipeline([]),
+    )
     return pipelines

@@ -7,6 +7,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
 import shadowdrift  # noqa: F401  (sets the telemetry switches before any plugin runs)
+from shadowdrift.hooks import ProtectRealDataHooks
 
 
 def _project_path() -> str:
@@ -19,6 +20,8 @@ def _env_or(name: str, default: str) -> str:
     """An environment variable if set and non-empty, else ``default`` (for MLFLOW_TRACKING_URI)."""
     return os.environ.get(name) or default
 
+
+HOOKS = (ProtectRealDataHooks(),)
 
 # kedro-telemetry's hooks stay off even if a user deletes `.telemetry`.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)

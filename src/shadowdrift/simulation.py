@@ -536,6 +536,7 @@ class SimulationParams:
 
 
 _PARAM_KEYS = {
+    "enabled",
     "seed",
     "n_events",
     "n_production",
@@ -551,7 +552,7 @@ _PARAM_KEYS = {
 
 def parse_simulation_params(params: dict[str, Any]) -> SimulationParams:
     """Check the simulation parameters and resolve the chosen scenario's settings."""
-    missing = sorted(_PARAM_KEYS - set(params))
+    missing = sorted(_PARAM_KEYS - {"enabled"} - set(params))
     if missing:
         raise SimulationConfigError(f"simulation: missing parameter(s) {', '.join(missing)}")
     unknown = sorted(set(params) - _PARAM_KEYS)
