@@ -23,6 +23,8 @@ LAYERS = {
     "model_output": "model_output_",
     "reporting": "reporting_",
 }
+# Shared by several pipelines, in parameters.yml.
+SHARED_PARAMETERS = {"params:schema", "params:model_registry"}
 PIPELINE_DIRS = sorted(
     p.name
     for p in (PROJECT_ROOT / "src/shadowdrift/pipelines").iterdir()
@@ -56,7 +58,7 @@ def test_parameters_live_in_one_file_per_pipeline(registered):
     for name in PIPELINE_DIRS:
         for node in registered[name].nodes:
             for item in node.inputs:
-                if item.startswith("params:") and not item.startswith("params:schema"):
+                if item.startswith("params:") and item not in SHARED_PARAMETERS:
                     key = item.removeprefix("params:").split(".")[0]
                     path = PROJECT_ROOT / f"conf/base/parameters_{name}.yml"
                     assert path.exists(), f"{name} reads {item} but {path.name} does not exist"

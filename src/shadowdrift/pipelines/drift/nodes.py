@@ -23,11 +23,11 @@ FIGURES = ("psi_heatmap", "performance", "agreement", "data_quality")
 def score_reference_window(
     model_input_reference: pd.DataFrame,
     reporting_promotion_decision: dict[str, Any],
-    inference: dict[str, Any],
+    model_registry: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The reference window scored by today's champion and challenger (NannyML calibrates on it)."""
     client = MlflowClient()
-    name = inference["registered_model_name"]
+    name = model_registry["name"]
     scored = model_input_reference.copy()
     monitored: dict[str, Any] = {"registered_model_name": name}
     for role in (registry.CHAMPION, registry.CHALLENGER):
@@ -41,7 +41,11 @@ def score_reference_window(
         predictions = model.predict(None, model_input_reference)
         scored[f"{role}_probability"] = predictions[PROBABILITY].to_numpy()
         scored[f"{role}_label"] = predictions[LABEL].to_numpy()
-        monitored[role] = {"version": version, "threshold": model.threshold, "candidate": model.name}
+        monitored[role] = {
+            "version": version,
+            "threshold": model.threshold,
+            "candidate": model.name,
+        }
     return scored, monitored
 
 
@@ -75,8 +79,14 @@ def attach_ground_truth(
     truth = raw_production[[s.id, s.target]].copy()
     truth[s.id] = truth[s.id].astype(str)
     labels = log[s.id].astype(str).map(truth.set_index(s.id)[s.target])
-    as_of = pd.Timestamp(drift_labels["as_of"], tz="UTC") if drift_labels.get("as_of") else log["event_time"].max()
-    arrived = log["event_time"] <= as_of - pd.Timedelta(days=float(drift_labels.get("delay_days", 0)))
+    as_of = (
+        pd.Timestamp(drift_labels["as_of"], tz="UTC")
+        if drift_labels.get("as_of")
+        else log["event_time"].max()
+    )
+    arrived = log["event_time"] <= as_of - pd.Timedelta(
+        days=float(drift_labels.get("delay_days", 0))
+    )
     log[s.target] = labels.where(arrived).astype(float)
     logger.info(
         "Ground truth arrived for %d of %d logged records (as of %s, delay %s days)",
@@ -94,7 +104,9 @@ def monitor_drift(
     models_monitored: dict[str, Any],
     schema: dict[str, Any],
     drift: dict[str, Any],
-) -> tuple[dict[str, Any], dict[str, Any], str, dict[str, Any], go.Figure, go.Figure, go.Figure, go.Figure]:
+) -> tuple[
+    dict[str, Any], dict[str, Any], str, dict[str, Any], go.Figure, go.Figure, go.Figure, go.Figure
+]:
     """PSI, NannyML, data quality, agreement, the decision, the report and MLflow metrics."""
     s = parse_schema(schema)
     results = run_drift(
@@ -111,7 +123,9 @@ def monitor_drift(
     decision = to_jsonable(summary["decision"])
     decision["models_monitored"] = models_monitored
     logger.info(
-        "Retraining decision: %s. %s", decision["decision"].upper(), " ".join(map(str, decision.get("reasons", [])))
+        "Retraining decision: %s. %s",
+        decision["decision"].upper(),
+        " ".join(map(str, decision.get("reasons", []))),
     )
     metrics = _mlflow_metrics(results)
     return (to_jsonable(summary), decision, html, metrics, *(figures[name] for name in FIGURES))
@@ -120,7 +134,9 @@ def monitor_drift(
 def _mlflow_metrics(results: Any) -> dict[str, Any]:
     """Per chunk (as the MLflow step): PSI per feature and the champion's performance."""
     metrics: dict[str, list[dict[str, Any]]] = {}
-    chunk_order = {chunk: i for i, chunk in enumerate(results.chunks["chunk"])} if len(results.chunks) else {}
+    chunk_order = (
+        {chunk: i for i, chunk in enumerate(results.chunks["chunk"])} if len(results.chunks) else {}
+    )
     for row in results.psi.itertuples():
         metrics.setdefault(f"psi.{row.feature}", []).append(
             {"value": float(row.psi), "step": chunk_order.get(row.chunk, 0)}

@@ -8,14 +8,23 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 score_reference_window,
-                inputs=["model_input_reference", "reporting_promotion_decision", "params:inference"],
+                inputs=[
+                    "model_input_reference",
+                    "reporting_promotion_decision",
+                    "params:model_registry",
+                ],
                 outputs=["model_output_reference_predictions", "models_monitored"],
                 name="score_reference_window",
                 tags=["drift"],
             ),
             node(
                 attach_ground_truth,
-                inputs=["model_output_prediction_log", "raw_production", "params:schema", "params:drift_labels"],
+                inputs=[
+                    "model_output_prediction_log",
+                    "raw_production",
+                    "params:schema",
+                    "params:drift_labels",
+                ],
                 outputs="model_input_drift_analysis",
                 name="attach_ground_truth_to_prediction_log",
                 tags=["drift"],

@@ -151,11 +151,12 @@ def promote_candidates(
     model_input_test: pd.DataFrame,
     evaluation: dict[str, Any],
     schema: dict[str, Any],
+    model_registry: dict[str, Any],
 ) -> dict[str, Any]:
     """Register the candidates, gate the best against the current champion, move the aliases."""
     s = parse_schema(schema)
     gate = GateParams.from_params(evaluation["gate"])
-    name = evaluation["registered_model_name"]
+    name = model_registry["name"]
     client = MlflowClient()
     metrics = {n: {**r["metrics"]} for n, r in reporting_evaluation["models"].items()}
     ranked = sorted(

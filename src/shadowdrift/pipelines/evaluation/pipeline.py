@@ -42,6 +42,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "model_input_test",
                     "params:evaluation",
                     "params:schema",
+                    "params:model_registry",
                 ],
                 outputs="reporting_promotion_decision",
                 name="gate_and_move_registry_aliases",

@@ -23,6 +23,7 @@ def score_production(
     reporting_promotion_decision: dict[str, Any],
     schema: dict[str, Any],
     inference: dict[str, Any],
+    model_registry: dict[str, Any],
 ) -> pd.DataFrame:
     """Champion and challenger scores for each production record, in the prediction-log format.
 
@@ -40,7 +41,7 @@ def score_production(
         allow_nulls=True,
     )
     client = MlflowClient()
-    name = inference["registered_model_name"]
+    name = model_registry["name"]
     champion, champion_version = registry.load_alias(client, name, registry.CHAMPION)
     if champion is None:
         raise RuntimeError(

@@ -13,6 +13,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "reporting_promotion_decision",
                     "params:schema",
                     "params:inference",
+                    "params:model_registry",
                 ],
                 outputs="model_output_prediction_log",
                 name="score_production_in_shadow",
