@@ -13,7 +13,7 @@ export NML_DISABLE_USAGE_LOGGING := 1
 export BENTOML_DO_NOT_TRACK := True
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install system-deps demo test lint format lock clean-data
+.PHONY: install system-deps demo test lint format lock clean-data drift-report viz mlflow-ui strip-notebooks
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,23 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/pytest
+
+# The drift report notebook, executed headless by papermill, with an HTML export
+# (data/08_reporting/notebook_reports/03_drift_report_<UTC>.ipynb and .html).
+drift-report: install
+	$(BIN)/python -m shadowdrift.notebook_report --env base --chunk-period W
+
+# kedro-viz on loopback. It asks PyPI for its latest version at start-up; the refusing proxy
+# makes that fail at once instead of after a 30 s timeout on an offline machine.
+viz: install
+	HTTPS_PROXY=http://127.0.0.1:9 $(BIN)/kedro viz run --host 127.0.0.1 --no-browser
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/06_models/mlflow.db --host 127.0.0.1 --port 5000
+
+# Notebooks are committed without outputs (tests/test_notebooks_clean.py checks).
+strip-notebooks: install
+	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
 
 lint: install
 	$(BIN)/ruff check .

@@ -37,9 +37,10 @@ def throwaway_postgres(database: str = "mlflow") -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
         shutil.chown(socket_dir, "postgres", "postgres")
-    run = lambda *cmd: subprocess.run(
-        _as_postgres_user(list(cmd)), check=True, capture_output=True, text=True
-    )  # noqa: E731
+
+    def run(*command: str) -> None:
+        subprocess.run(_as_postgres_user(list(command)), check=True, capture_output=True, text=True)
+
     try:
         run(
             str(bin_dir / "initdb"),

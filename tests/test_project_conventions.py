@@ -34,9 +34,12 @@ PIPELINE_DIRS = sorted(
 
 @pytest.fixture(scope="module")
 def context():
-    bootstrap_project(PROJECT_ROOT)
-    with KedroSession.create(project_path=PROJECT_ROOT) as session:
-        yield session.load_context()
+    # ${project_path:} in mlflow.yml resolves from the working directory, as `kedro run` does
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(PROJECT_ROOT)
+        bootstrap_project(PROJECT_ROOT)
+        with KedroSession.create(project_path=PROJECT_ROOT) as session:
+            yield session.load_context()
 
 
 @pytest.fixture(scope="module")

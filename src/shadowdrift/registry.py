@@ -13,6 +13,8 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from shadowdrift.churn_model import load_churn_model
+
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
@@ -79,8 +81,6 @@ def describe_aliases(client: MlflowClient, name: str) -> dict[str, str]:
 
 def load_alias(client: MlflowClient, name: str, alias: str) -> tuple[Any, str | None]:
     """(ChurnModel, version) behind ``name@alias``, or (None, None) if the alias is not set."""
-    from shadowdrift.churn_model import load_churn_model
-
     version = version_for_alias(client, name, alias)
     if version is None:
         return None, None

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.slow
 
 PARAMS = {
     "simulation": {"n_events": 12000, "n_production": 4000},
-    "training": {"models": {"gbm": {"params": {"max_iter": 80}}, "mlp": {"params": {"max_epochs": 6}}}},
+    "training": {
+        "models": {"gbm": {"params": {"max_iter": 80}}, "mlp": {"params": {"max_epochs": 6}}}
+    },
     "evaluation": {"latency_repeats": 1, "segment_min_rows": 50},
     "drift": {"chunking": {"by": "size", "size": 600, "min_rows": 400}},
 }
@@ -22,7 +24,9 @@ PARAMS = {
 @pytest.fixture(scope="module")
 def monitored_project(tmp_path_factory):
     path = copy_project(tmp_path_factory.mktemp("drift") / "project")
-    run_kedro_cli(path, "--pipelines", "simulation,data_engineering,training,evaluation", params=PARAMS)
+    run_kedro_cli(
+        path, "--pipelines", "simulation,data_engineering,training,evaluation", params=PARAMS
+    )
     return path
 
 
@@ -37,15 +41,17 @@ def _drift_on(project, scenario: str) -> dict:
 def test_no_drift_no_retraining(monitored_project):
     decision = _drift_on(monitored_project, "none")
     assert decision["decision"] == "no_retrain", decision["reasons"]
-    report = (monitored_project / "data/08_reporting/drift_report.html")
+    report = monitored_project / "data/08_reporting/drift_report.html"
     html = next(report.iterdir()).joinpath("drift_report.html").read_text()
     assert "no_retrain" in html.lower() or "no retrain" in html.lower()
-    assert "<script src=\"http" not in html, "the report must open offline"
+    assert '<script src="http' not in html, "the report must open offline"
 
 
 def test_covariate_shift_calls_for_retraining_naming_the_feature(monitored_project):
     decision = _drift_on(monitored_project, "covariate_shift")
     assert decision["decision"] == "retrain"
-    assert any("monthly_charges" in str(reason) for reason in decision["reasons"]), decision["reasons"]
+    assert any("monthly_charges" in str(reason) for reason in decision["reasons"]), decision[
+        "reasons"
+    ]
     summary = load_dataset(monitored_project, "reporting_drift_summary")
     assert "monthly_charges" in str(summary)

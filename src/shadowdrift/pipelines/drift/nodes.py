@@ -22,7 +22,7 @@ FIGURES = ("psi_heatmap", "performance", "agreement", "data_quality")
 
 def score_reference_window(
     model_input_reference: pd.DataFrame,
-    reporting_promotion_decision: dict[str, Any],
+    models_registry_aliases: dict[str, Any],
     model_registry: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The reference window scored by today's champion and challenger (NannyML calibrates on it)."""
@@ -100,7 +100,7 @@ def attach_ground_truth(
 
 def monitor_drift(
     model_output_reference_predictions: pd.DataFrame,
-    model_input_drift_analysis: pd.DataFrame,
+    model_output_drift_analysis: pd.DataFrame,
     models_monitored: dict[str, Any],
     schema: dict[str, Any],
     drift: dict[str, Any],
@@ -111,7 +111,7 @@ def monitor_drift(
     s = parse_schema(schema)
     results = run_drift(
         model_output_reference_predictions,
-        model_input_drift_analysis,
+        model_output_drift_analysis,
         s,
         models_monitored[registry.CHAMPION]["threshold"],
         drift,

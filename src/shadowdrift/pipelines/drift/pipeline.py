@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 score_reference_window,
                 inputs=[
                     "model_input_reference",
-                    "reporting_promotion_decision",
+                    "models_registry_aliases",
                     "params:model_registry",
                 ],
                 outputs=["model_output_reference_predictions", "models_monitored"],
@@ -25,7 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:schema",
                     "params:drift_labels",
                 ],
-                outputs="model_input_drift_analysis",
+                outputs="model_output_drift_analysis",
                 name="attach_ground_truth_to_prediction_log",
                 tags=["drift"],
             ),
@@ -33,7 +33,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 monitor_drift,
                 inputs=[
                     "model_output_reference_predictions",
-                    "model_input_drift_analysis",
+                    "model_output_drift_analysis",
                     "models_monitored",
                     "params:schema",
                     "params:drift",

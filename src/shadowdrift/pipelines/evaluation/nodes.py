@@ -130,6 +130,18 @@ def evaluate_candidates(
     )
 
 
+def _gate_metrics(
+    model: ChurnModel, test: pd.DataFrame, target: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    metrics = ev.classification_metrics(
+        test[target].to_numpy(), model.predict_probability(test), model.threshold
+    )
+    metrics["ms_per_1000_rows"] = ev.ms_per_1000_rows(
+        lambda batch: model.predict(None, batch), test, int(params.get("latency_repeats", 5))
+    )
+    return metrics
+
+
 def _champion_metrics(
     client: MlflowClient, name: str, test: pd.DataFrame, target: str, params: dict[str, Any]
 ) -> tuple[Any, dict[str, Any] | None]:
@@ -137,28 +149,30 @@ def _champion_metrics(
     if version is None:
         return None, None
     model = load_churn_model(f"models:/{name}@{registry.CHAMPION}")
-    probability = model.predict_probability(test)
-    metrics = ev.classification_metrics(test[target].to_numpy(), probability, model.threshold)
-    metrics["ms_per_1000_rows"] = ev.ms_per_1000_rows(
-        lambda batch: model.predict(None, batch), test, int(params.get("latency_repeats", 5))
-    )
-    return version, metrics
+    return version, _gate_metrics(model, test, target, params)
 
 
 def promote_candidates(
-    reporting_evaluation: dict[str, Any],
     models_training_summary: dict[str, Any],
     model_input_test: pd.DataFrame,
     evaluation: dict[str, Any],
     schema: dict[str, Any],
     model_registry: dict[str, Any],
-) -> dict[str, Any]:
-    """Register the candidates, gate the best against the current champion, move the aliases."""
+    *models: ChurnModel,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Register the candidates, gate the best, move the aliases; return the decision and the aliases.
+
+    The gate scores the candidates itself (the same metrics as ``evaluate_candidates``) rather
+    than reading the report, so the registry state stays upstream of every report in the
+    lineage (kedro-viz can then order the layers).
+    """
     s = parse_schema(schema)
     gate = GateParams.from_params(evaluation["gate"])
     name = model_registry["name"]
     client = MlflowClient()
-    metrics = {n: {**r["metrics"]} for n, r in reporting_evaluation["models"].items()}
+    metrics = {
+        model.name: _gate_metrics(model, model_input_test, s.target, evaluation) for model in models
+    }
     ranked = sorted(
         metrics,
         key=lambda n: metrics[n][gate.primary_metric],
@@ -223,4 +237,4 @@ def promote_candidates(
     if mlflow.active_run() is not None:
         mlflow.log_dict(outcome, "promotion_decision.json")
         mlflow.set_tag("promotion", "promoted" if decision.promote else "rejected")
-    return outcome
+    return outcome, {"registered_model_name": name, "aliases": outcome["aliases_after"]}

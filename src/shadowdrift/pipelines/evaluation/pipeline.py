@@ -37,14 +37,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 promote_candidates,
                 inputs=[
-                    "reporting_evaluation",
                     "models_training_summary",
                     "model_input_test",
                     "params:evaluation",
                     "params:schema",
                     "params:model_registry",
+                    *CANDIDATES,
                 ],
-                outputs="reporting_promotion_decision",
+                outputs=["reporting_promotion_decision", "models_registry_aliases"],
                 name="gate_and_move_registry_aliases",
                 tags=["evaluation", "registry"],
             ),

@@ -20,14 +20,14 @@ logger = logging.getLogger(__name__)
 
 def score_production(
     raw_production: pd.DataFrame,
-    reporting_promotion_decision: dict[str, Any],
+    models_registry_aliases: dict[str, Any],
     schema: dict[str, Any],
     inference: dict[str, Any],
     model_registry: dict[str, Any],
 ) -> pd.DataFrame:
     """Champion and challenger scores for each production record, in the prediction-log format.
 
-    The models come from the registry aliases as they are now; the last promotion decision is
+    The models come from the registry aliases as they are now; the aliases evaluation left are
     an input so that a full run scores only after evaluation has moved the aliases.
     """
     s = parse_schema(schema)
@@ -56,7 +56,7 @@ def score_production(
     out["champion_label"] = predictions[LABEL].to_numpy()
     out["champion_model_version"] = str(champion_version)
     out["champion_latency_ms"] = elapsed_ms / max(len(records), 1)
-    decided = (reporting_promotion_decision or {}).get("aliases_after", {}).get(registry.CHAMPION)
+    decided = (models_registry_aliases or {}).get("aliases", {}).get(registry.CHAMPION)
     if decided is not None and str(decided) != str(champion_version):
         logger.warning(
             "%s@champion is version %s, not %s as the last promotion decision left it (rolled back?)",

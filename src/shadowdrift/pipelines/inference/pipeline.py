@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 score_production,
                 inputs=[
                     "raw_production",
-                    "reporting_promotion_decision",
+                    "models_registry_aliases",
                     "params:schema",
                     "params:inference",
                     "params:model_registry",
