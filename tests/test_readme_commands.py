@@ -1,0 +1,71 @@
+"""The README's commands: every one refers to something that exists; the cheap ones are run."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+
+import pytest
+from kedro.framework.project import pipelines
+from kedro.framework.startup import bootstrap_project
+
+from tests.conftest import PROJECT_ROOT
+from tests.kedro_runs import run_kedro_cli
+
+CHEAP_PIPELINES = {"simulation", "data_engineering"}
+
+
+def readme_commands() -> list[str]:
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    commands = []
+    for block in blocks:
+        for raw in block.splitlines():
+            line = raw.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+def _pipeline_names(command: list[str]) -> list[str]:
+    for flag in ("--pipeline", "--pipelines"):
+        if flag in command:
+            return command[command.index(flag) + 1].split(",")
+    return ["__default__"]
+
+
+def test_readme_has_the_two_setup_commands():
+    commands = readme_commands()
+    assert "make demo" in commands and "make test" in commands
+
+
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith("make ")])
+def test_make_targets_in_the_readme_exist(command):
+    result = subprocess.run(
+        ["make", "-n", *shlex.split(command)[1:]],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith("kedro run")])
+def test_pipelines_in_the_readme_exist(command):
+    bootstrap_project(PROJECT_ROOT)
+    for name in _pipeline_names(shlex.split(command)):
+        assert name in pipelines, f"README runs pipeline {name!r}, which is not registered"
+
+
+def test_cheap_readme_runs_work_in_a_fresh_copy(project_path):
+    ran = 0
+    for command in readme_commands():
+        args = shlex.split(command)
+        if args[:2] != ["kedro", "run"] or not set(_pipeline_names(args)) <= CHEAP_PIPELINES:
+            continue
+        run_kedro_cli(project_path, *args[2:])
+        ran += 1
+    assert ran >= 2
+    assert (project_path / "data/08_reporting/split_summary.json").exists()
