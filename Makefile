@@ -13,7 +13,7 @@ export NML_DISABLE_USAGE_LOGGING := 1
 export BENTOML_DO_NOT_TRACK := True
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install system-deps demo test lint format lock clean-data drift-report viz mlflow-ui strip-notebooks
+.PHONY: install system-deps demo test lint format lock clean-data drift-report viz mlflow-ui strip-notebooks serve bento
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,15 @@ drift-report: install
 # makes that fail at once instead of after a 30 s timeout on an offline machine.
 viz: install
 	HTTPS_PROXY=http://127.0.0.1:9 $(BIN)/kedro viz run --host 127.0.0.1 --no-browser
+
+# The service on loopback (after `make demo`, which runs packaging); docs/serving.md.
+serve: install
+	$(BIN)/bentoml serve --host 127.0.0.1 --port 3000
+
+# A Bento without a container image: BentoML's image build step needs `uv`, which the project
+# does not install (docs/serving.md).
+bento: install
+	BENTOML_ENABLE_FEATURES=no_image $(BIN)/bentoml build
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/06_models/mlflow.db --host 127.0.0.1 --port 5000

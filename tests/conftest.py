@@ -56,7 +56,28 @@ def base_params() -> dict[str, Any]:
     return base_parameters()
 
 
+@pytest.fixture(autouse=True)
+def _no_global_mlflow_uri() -> Iterator[None]:
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which every later `kedro run`
+    subprocess would then follow (conf/base/mlflow.yml honours it): undo it after each test."""
+    yield
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(variable, None)
+
+
 @pytest.fixture(autouse=True, scope="session")
-def _quiet_environment() -> None:
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Quiet, and never touching the user's BentoML store or a global MLflow URI.
+
+    Packaging is part of ``__default__``: without this, a test run would import its small test
+    models into ~/bentoml and move the user's ``:latest`` tags. Set in os.environ so that the
+    ``kedro run`` subprocesses inherit it.
+    """
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ["BENTOML_HOME"] = str(tmp_path_factory.mktemp("bentoml_home"))
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(variable, None)

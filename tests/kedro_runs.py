@@ -41,6 +41,18 @@ def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _subprocess_environment(env_vars: dict[str, str] | None) -> dict[str, str]:
+    """This process's environment without MLflow URIs an in-process call may have exported."""
+    import os
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    }
+    return {**env, **(env_vars or {})}
+
+
 def run_kedro_cli(
     project_path: Path,
     *args: str,
@@ -49,7 +61,6 @@ def run_kedro_cli(
     timeout: int = 600,
 ):
     """``kedro run ARGS`` in its own process, as a user runs it (MLflow runs are per process)."""
-    import os
     import subprocess
     import sys
 
@@ -63,7 +74,7 @@ def run_kedro_cli(
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, **(env_vars or {})},
+        env=_subprocess_environment(env_vars),
     )
     if result.returncode != 0:
         raise AssertionError(

@@ -13,6 +13,7 @@ import functools
 import http.server
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -256,9 +257,15 @@ def test_the_default_pipeline_is_drawn_with_layers(site: dict[str, Any]) -> None
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port below 49152: kedro-viz refuses ports in the ephemeral range."""
+    for port in random.Random().sample(range(20000, 49000), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port between 20000 and 49000")
 
 
 def _get_json(url: str) -> Any:

@@ -149,6 +149,18 @@ def _champion_metrics(
     if version is None:
         return None, None
     model = load_churn_model(f"models:/{name}@{registry.CHAMPION}")
+    missing = [f for f in model.features if f not in test.columns]
+    if missing:
+        # The schema changed since that champion was trained: it cannot score today's records,
+        # so there is nothing to compare against and the gate treats it as absent.
+        logger.warning(
+            "%s@champion (version %s) needs feature(s) the data no longer has (%s): "
+            "it cannot be compared and will be replaced",
+            name,
+            version.version,
+            ", ".join(missing),
+        )
+        return version, None
     return version, _gate_metrics(model, test, target, params)
 
 
@@ -189,6 +201,11 @@ def promote_candidates(
         champion_metrics,
         gate,
     )
+    if champion_version is not None and champion_metrics is None:
+        decision.reasons = [
+            f"the current champion (version {champion_version.version}) uses features the schema "
+            "no longer has: it cannot be compared, the candidate is promoted"
+        ]
     versions = {}
     for model_name in ranked:
         entry = models_training_summary["models"][model_name]

@@ -1,0 +1,540 @@
+"""Benchmark the BentoML service: latency, throughput, batch records/s, RSS, shadow on vs off.
+
+Starts real ``bentoml serve`` processes from the project root on free loopback ports (one per
+configuration, all up at the same time) and sends them bounded traffic from a minimal asyncio
+HTTP/1.1 keep-alive client in this process. Configurations are measured in alternating rounds
+so that background load on a shared machine hits them alike; the table reports the pooled
+rounds. Each server reads a throwaway copy of conf/ (SHADOWDRIFT_PROJECT_PATH) with its own
+overrides, writes its logs to a temporary directory, and is stopped at the end.
+
+Needs champion and challenger in the BentoML model store: ``kedro run --pipeline packaging``
+(or pass ``--bentoml-home`` of a store that has them).
+
+    .venv/bin/python benchmarks/bench_service.py                   # shadow on vs off (thread)
+    .venv/bin/python benchmarks/bench_service.py --modes thread service --rounds 6
+    .venv/bin/python benchmarks/bench_service.py --modes thread-2workers   # two worker processes
+    .venv/bin/python benchmarks/bench_service.py --model-formats   # pickle vs bentoml.mlflow
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "src"))
+
+QUIET_ENV = {
+    "BENTOML_DO_NOT_TRACK": "True",
+    "DO_NOT_TRACK": "1",
+    "KEDRO_DISABLE_TELEMETRY": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "NML_DISABLE_USAGE_LOGGING": "1",
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Records
+# ------------------------------------------------------------------------------------------
+
+
+def make_records(n: int, seed: int = 11) -> list[dict]:
+    """Realistic request records from the project's simulator (features only)."""
+    from shadowdrift.simulation import generate_features
+
+    frame = generate_features(np.random.default_rng(seed), n)
+    records = frame.to_dict(orient="records")
+    clean = []
+    for record in records:
+        clean.append(
+            {
+                key: (value.item() if hasattr(value, "item") else value)
+                for key, value in record.items()
+            }
+        )
+    return clean
+
+
+# ------------------------------------------------------------------------------------------
+# Servers
+# ------------------------------------------------------------------------------------------
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    overrides: dict
+    port: int = 0
+    process: subprocess.Popen | None = None
+    workdir: Path | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, bentoml_home: str | None, root: Path) -> None:
+        self.workdir = root / self.name
+        conf = self.workdir / "conf"
+        shutil.copytree(PROJECT / "conf" / "base", conf / "base")
+        (conf / "local").mkdir(parents=True)
+        # Kedro replaces a whole top-level key from another environment (destructive merge),
+        # so the override carries the full `serving` section.
+        base = yaml.safe_load((PROJECT / "conf/base/parameters_serving.yml").read_text())
+        (conf / "local" / "parameters_serving.yml").write_text(
+            yaml.safe_dump({"serving": deep_merge(base["serving"], self.overrides)})
+        )
+        self.port = free_port()
+        env = {
+            **os.environ,
+            **QUIET_ENV,
+            "SHADOWDRIFT_PROJECT_PATH": str(self.workdir),
+            "SHADOWDRIFT_DATA_ROOT": str(self.workdir),
+        }
+        if bentoml_home:
+            env["BENTOML_HOME"] = bentoml_home
+        self.log = self.workdir / "serve.log"
+        bentoml = Path(sys.executable).with_name("bentoml")
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [str(bentoml), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=PROJECT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name}: bentoml serve exited; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"{self.name}: not ready after {timeout} s; see {self.log}")
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(all processes of the server, the largest single process) resident memory in MB."""
+        assert self.process is not None
+        parent = psutil.Process(self.process.pid)
+        processes = [parent, *parent.children(recursive=True)]
+        sizes = []
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                sizes.append(process.memory_info().rss / 2**20)
+        return sum(sizes), max(sizes)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------------------------
+# Client
+# ------------------------------------------------------------------------------------------
+
+
+def request_bytes(path: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return status, await reader.readexactly(length)
+
+
+async def _connection(
+    port: int, payloads: list[bytes], latencies: list[float], errors: list[int]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for payload in payloads:
+            started = time.perf_counter()
+            writer.write(payload)
+            await writer.drain()
+            status, _ = await _read_response(reader)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                errors.append(status)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+@dataclass
+class Result:
+    latencies: list[float] = field(default_factory=list)
+    errors: list[int] = field(default_factory=list)
+    elapsed: float = 0.0
+    requests: int = 0
+    records: int = 0
+
+    def add(self, other: Result) -> None:
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.elapsed += other.elapsed
+        self.requests += other.requests
+        self.records += other.records
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
+
+
+def run_load(port: int, bodies: list[bytes], concurrency: int, records_per_request: int) -> Result:
+    """Closed loop: ``concurrency`` connections, each sending its share of ``bodies`` in turn."""
+    payloads = [request_bytes("/predict", body) for body in bodies]
+    shares = [payloads[i::concurrency] for i in range(concurrency)]
+    result = Result()
+
+    async def main() -> None:
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(_connection(port, share, result.latencies, result.errors) for share in shares)
+        )
+        result.elapsed = time.perf_counter() - started
+
+    asyncio.run(main())
+    result.requests = len(bodies)
+    result.records = len(bodies) * records_per_request
+    return result
+
+
+# ------------------------------------------------------------------------------------------
+# Scenarios
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    concurrency: int
+    batch: int
+    requests: int
+
+
+SCENARIOS = (
+    Scenario("single record, concurrency 1", 1, 1, 1500),
+    Scenario("single record, concurrency 8", 8, 1, 3000),
+    Scenario("batches of 1,000, concurrency 2", 2, 1000, 40),
+)
+
+
+def bodies_for(records: list[dict], batch: int, n_requests: int) -> list[bytes]:
+    bodies = []
+    for index in range(n_requests):
+        start = (index * batch) % (len(records) - batch + 1)
+        chunk = records[start : start + batch]
+        bodies.append(json.dumps({"records": chunk[0] if batch == 1 else chunk}).encode())
+    return bodies
+
+
+def measure(
+    servers: list[Server], records: list[dict], rounds: int
+) -> dict[str, dict[str, Result]]:
+    results: dict[str, dict[str, Result]] = {s.name: {} for s in servers}
+    for scenario in SCENARIOS:
+        per_round = max(1, scenario.requests // rounds)
+        bodies = bodies_for(records, scenario.batch, per_round)
+        warm = bodies[: max(2, len(bodies) // 10)]
+        for server in servers:
+            run_load(server.port, warm, scenario.concurrency, scenario.batch)
+        for index in range(rounds):
+            # alternate the order so neither configuration always goes first
+            order = servers if index % 2 == 0 else list(reversed(servers))
+            for server in order:
+                result = run_load(server.port, bodies, scenario.concurrency, scenario.batch)
+                results[server.name].setdefault(scenario.name, Result()).add(result)
+            time.sleep(0.5)  # let the shadow queues drain between rounds
+    return results
+
+
+def shadow_counts(server: Server) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.url}/model_info", timeout=5) as response:
+        info = json.loads(response.read())
+    return {
+        "counts": info["shadow"]["counts"],
+        "paths": (info["champion"]["fast_path"], (info["challenger"] or {}).get("fast_path")),
+    }
+
+
+def report(
+    servers: list[Server],
+    results: dict[str, dict[str, Result]],
+    rss: dict[str, tuple[float, float]],
+) -> None:
+    load = os.getloadavg()
+    print(
+        f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(
+        "\n| configuration | scenario | requests | p50 ms | p95 ms | p99 ms | requests/s | records/s | errors |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for server in servers:
+        for scenario in SCENARIOS:
+            r = results[server.name][scenario.name]
+            print(
+                f"| {server.name} | {scenario.name} | {r.requests} | {r.pct(50):.2f} | {r.pct(95):.2f} | "
+                f"{r.pct(99):.2f} | {r.requests / r.elapsed:,.0f} | {r.records / r.elapsed:,.0f} | {len(r.errors)} |"
+            )
+    print("\n| configuration | RSS all processes (MB) | largest process (MB) |")
+    print("|---|---:|---:|")
+    for server in servers:
+        total, largest = rss[server.name]
+        print(f"| {server.name} | {total:.0f} | {largest:.0f} |")
+    base = servers[-1].name
+    for server in servers[:-1]:
+        for scenario in SCENARIOS[:2]:
+            ratio = results[server.name][scenario.name].pct(50) / results[base][scenario.name].pct(
+                50
+            )
+            print(f"p50 ratio {server.name} / {base}, {scenario.name}: {ratio:.3f}")
+
+
+CONFIGURATIONS = {
+    "thread": {"shadow": {"enabled": True, "mode": "thread"}},
+    "thread-2workers": {"shadow": {"enabled": True, "mode": "thread"}, "workers": 2},
+    "service": {"shadow": {"enabled": True, "mode": "service"}},
+    "off": {"shadow": {"enabled": False}},
+}
+
+
+def run_service_benchmark(args: argparse.Namespace) -> None:
+    records = make_records(6000)
+    root = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    names = [*(f"shadow-{m}" for m in args.modes), "shadow-off"]
+    servers = [Server(name, CONFIGURATIONS[name.removeprefix("shadow-")]) for name in names]
+    try:
+        for server in servers:
+            server.start(args.bentoml_home, root)
+        for server in servers:
+            server.wait_ready()
+        results = measure(servers, records, args.rounds)
+        rss = {server.name: server.rss_mb() for server in servers}
+        for server in servers:
+            print(server.name, shadow_counts(server))
+        report(servers, results, rss)
+    finally:
+        for server in servers:
+            server.stop()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print("kept", root)
+
+
+# ------------------------------------------------------------------------------------------
+# Model formats: cloudpickle in bentoml.models.create vs bentoml.mlflow.import_model
+# ------------------------------------------------------------------------------------------
+
+_FORMAT_SCRIPT = r"""
+import json, os, sys, time
+fmt, home, tag, records_path = sys.argv[1:5]
+os.environ["BENTOML_HOME"] = home
+started = time.perf_counter()
+import bentoml
+if fmt == "pickle":
+    from shadowdrift.serving.model_store import load_stored
+    model, _ = load_stored(bentoml.models.get(tag))
+    pyfunc = None
+else:
+    pyfunc = bentoml.mlflow.load_model(tag)
+    model = pyfunc.unwrap_python_model()
+loaded = time.perf_counter() - started
+import pandas as pd
+import psutil
+from shadowdrift.serving.fast_path import FastScorer
+frame = pd.read_json(records_path, orient="records")
+# the logged signature declares the integer features as double; pyfunc refuses int64 for them
+frame = frame.astype({c: "float64" for c in frame.columns if frame[c].dtype.kind == "i"})
+def median_ms(call, arg, n):
+    call(arg)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter(); call(arg); times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2] * 1000
+out = {"load_s": loaded, "rss_mb": psutil.Process().memory_info().rss / 2**20,
+       "mlflow_imported": "mlflow" in sys.modules}
+for rows in (1, 1000):
+    part = frame.head(rows)
+    out[f"direct_{rows}"] = median_ms(model.predict_probability, part, 200 if rows == 1 else 20)
+    if pyfunc is not None:
+        out[f"pyfunc_{rows}"] = median_ms(pyfunc.predict, part, 200 if rows == 1 else 20)
+fast = FastScorer(model, model.numeric_features, model.categorical_features)
+numeric = frame[model.numeric_features].to_numpy(dtype="float64")[:1]
+categorical = [[frame[c].iloc[0]] for c in model.categorical_features]
+out["fast_1"] = median_ms(lambda a: fast.predict_probability(*a), (numeric, categorical), 500)
+out["fast_path"] = f"{fast.path} {fast.fallback_reason or ''}"
+print(json.dumps(out))
+"""
+
+
+def run_model_formats(args: argparse.Namespace) -> None:
+    """Import the champion both ways into a temporary store; time cold loads and predictions."""
+    home = Path(tempfile.mkdtemp(prefix="bench-formats-"))
+    os.environ["BENTOML_HOME"] = str(home)  # before BentoML reads it
+    import bentoml
+    import mlflow
+    from mlflow import MlflowClient
+
+    from shadowdrift.serving.config import load_serving_settings, mlflow_uris
+    from shadowdrift.serving.model_store import import_alias
+
+    settings = load_serving_settings(PROJECT)
+    tracking, registry = mlflow_uris(PROJECT)
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+    client = MlflowClient(tracking_uri=tracking, registry_uri=registry)
+    entry = import_alias(
+        client,
+        settings.registered_model_name,
+        "champion",
+        "fmt",
+        tracking_uri=tracking,
+        registry_uri=registry,
+    )
+    uri = f"models:/{settings.registered_model_name}@champion"
+    mlflow_model = bentoml.mlflow.import_model("fmt-mlflow", uri)
+    records_path = home / "records.json"
+    records_path.write_text(json.dumps(make_records(1000)))
+    runs: dict[str, list[dict]] = {"pickle": [], "mlflow": []}
+    tags = {"pickle": entry["bento_tag"], "mlflow": str(mlflow_model.tag)}
+    for _ in range(args.rounds):
+        for fmt in ("pickle", "mlflow"):  # alternate: background load hits both alike
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    _FORMAT_SCRIPT,
+                    fmt,
+                    str(home),
+                    tags[fmt],
+                    str(records_path),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, **QUIET_ENV, "OMP_NUM_THREADS": "1"},
+            )
+            runs[fmt].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    sizes = {
+        fmt: sum(
+            f.stat().st_size for f in Path(bentoml.models.get(tag).path).rglob("*") if f.is_file()
+        )
+        for fmt, tag in tags.items()
+    }
+
+    def med(fmt: str, key: str) -> float:
+        values = [run[key] for run in runs[fmt] if key in run]
+        return statistics.median(values) if values else float("nan")
+
+    print(f"\nload average {os.getloadavg()[0]:.2f}; medians of {args.rounds} fresh processes each")
+    print(
+        "\n| format | store size (KB) | cold load incl. imports (s) | RSS after load (MB) | MLflow imported | "
+        "pyfunc.predict 1 / 1,000 (ms) | ChurnModel.predict_probability 1 / 1,000 (ms) | fast path 1 (ms) |"
+    )
+    print("|---|---:|---:|---:|---|---:|---:|---:|")
+    for fmt, name in (
+        ("pickle", "cloudpickle ChurnModel via bentoml.models.create"),
+        ("mlflow", "bentoml.mlflow.import_model (pyfunc)"),
+    ):
+        pyfunc = (
+            f"{med(fmt, 'pyfunc_1'):.2f} / {med(fmt, 'pyfunc_1000'):.1f}"
+            if fmt == "mlflow"
+            else "-"
+        )
+        print(
+            f"| {name} | {sizes[fmt] / 1024:.0f} | {med(fmt, 'load_s'):.2f} | {med(fmt, 'rss_mb'):.0f} | "
+            f"{runs[fmt][0]['mlflow_imported']} | {pyfunc} | "
+            f"{med(fmt, 'direct_1'):.2f} / {med(fmt, 'direct_1000'):.1f} | {med(fmt, 'fast_1'):.3f} |"
+        )
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["thread"],
+        choices=["thread", "service", "thread-2workers"],
+        help="shadow modes to compare with shadow off",
+    )
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per scenario")
+    parser.add_argument("--bentoml-home", default=None, help="model store to serve from")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' work directories")
+    parser.add_argument("--model-formats", action="store_true", help="compare model store formats")
+    args = parser.parse_args(argv)
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    if args.model_formats:
+        run_model_formats(args)
+    else:
+        run_service_benchmark(args)
+
+
+if __name__ == "__main__":
+    main()

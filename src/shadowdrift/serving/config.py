@@ -1,0 +1,353 @@
+"""The service's configuration: ``serving`` and ``schema`` parameters, read with Kedro's loader.
+
+The service reads the same configuration as ``kedro run``: ``conf/base/parameters*.yml`` merged
+with the run environment (``conf/local`` by default, ``KEDRO_ENV`` to choose another), through
+Kedro's ``OmegaConfigLoader``. Nothing about the data schema is repeated in code.
+
+Where the configuration is found: ``SHADOWDRIFT_PROJECT_PATH`` if set, else the working
+directory (``bentoml serve`` runs from the project root, or from the ``src`` folder of a built
+Bento, which carries ``conf/base``). Relative data paths (the prediction log, the ground-truth
+log) are anchored at ``SHADOWDRIFT_DATA_ROOT`` if set, else at that project path.
+
+Light on purpose: BentoML's arbiter process imports the service module, which reads the worker
+count and timeouts from here, so this module imports neither pandas nor scikit-learn (Kedro's config loader only).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kedro.config import OmegaConfigLoader
+
+from shadowdrift.settings import CONFIG_LOADER_ARGS
+
+logger = logging.getLogger(__name__)
+
+PROJECT_PATH_ENV = "SHADOWDRIFT_PROJECT_PATH"
+DATA_ROOT_ENV = "SHADOWDRIFT_DATA_ROOT"
+KEDRO_ENV = "KEDRO_ENV"
+
+ACCEPT = "accept"
+REJECT = "reject"
+IGNORE = "ignore"
+SHADOW_MODES = ("thread", "service")
+RELOAD_SOURCES = ("store", "registry")
+
+
+class ServingConfigError(ValueError):
+    """The serving configuration is malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class RequestPolicy:
+    """What ``POST /predict`` accepts (see docs/serving.md, "Validation")."""
+
+    max_records: int = 5_000
+    max_body_bytes: int = 20_000_000
+    unseen_categories: str = ACCEPT
+    missing_values: str = ACCEPT
+    unknown_fields: str = REJECT
+
+
+@dataclass(frozen=True)
+class ShadowSettings:
+    """How the challenger runs beside the champion."""
+
+    enabled: bool = True
+    mode: str = "thread"
+    sample_rate: float = 1.0
+    queue_records: int = 10_000
+    max_batch_records: int = 2_000
+    max_delay_s: float = 10.0
+    batch_wait_s: float = 0.05
+    shutdown_grace_s: float = 5.0
+    service_max_in_flight: int = 64
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Where a durable log lives and how often its writer flushes."""
+
+    path: Path
+    flush_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Everything the service needs from configuration, already checked."""
+
+    project_path: Path
+    schema: Mapping[str, Any]
+    models: Mapping[str, str | None]
+    registered_model_name: str
+    bento_model_prefix: str
+    workers: int = 1
+    threads: int = 1
+    model_threads: int = 1
+    gil_switch_interval_s: float = 0.0005
+    timeout_s: float = 30.0
+    access_log: bool = False
+    single_record_fast_path: bool = True
+    request: RequestPolicy = field(default_factory=RequestPolicy)
+    shadow: ShadowSettings = field(default_factory=ShadowSettings)
+    prediction_log: LogSettings = field(
+        default_factory=lambda: LogSettings(Path("data/07_model_output/prediction_log"))
+    )
+    ground_truth: LogSettings = field(
+        default_factory=lambda: LogSettings(Path("data/07_model_output/ground_truth"))
+    )
+    feedback_max_items: int = 10_000
+    reload_token_env: str = "SHADOWDRIFT_RELOAD_TOKEN"
+    reload_token: str | None = None
+
+    def reload_token_value(self) -> str | None:
+        """The configured reload token: the environment variable wins over the parameter."""
+        token = os.environ.get(self.reload_token_env) or self.reload_token
+        return token or None
+
+
+def find_project_path() -> Path:
+    """``SHADOWDRIFT_PROJECT_PATH``, or the nearest directory from the cwd up holding ``conf/``."""
+    explicit = os.environ.get(PROJECT_PATH_ENV)
+    if explicit:
+        path = Path(explicit).expanduser().resolve()
+        if not (path / "conf").is_dir():
+            raise ServingConfigError(f"{PROJECT_PATH_ENV}={explicit}: no conf/ directory there")
+        return path
+    cwd = Path.cwd().resolve()
+    for candidate in (cwd, *cwd.parents):
+        if (candidate / "conf" / "base").is_dir():
+            return candidate
+    raise ServingConfigError(
+        f"no conf/base directory in {cwd} or its parents: start the service from the project "
+        f"root or set {PROJECT_PATH_ENV}"
+    )
+
+
+def _config_loader(project_path: Path, env: str | None, **extra: Any) -> Any:
+    """Kedro's loader with the project's own resolvers (``settings.CONFIG_LOADER_ARGS``)."""
+    resolvers = {
+        **CONFIG_LOADER_ARGS.get("custom_resolvers", {}),
+        # the directory we were pointed at, not Kedro's guess from the working directory
+        "project_path": lambda: str(project_path),
+    }
+    if "merge_strategy" in CONFIG_LOADER_ARGS:
+        extra.setdefault("merge_strategy", CONFIG_LOADER_ARGS["merge_strategy"])
+    base_env = CONFIG_LOADER_ARGS.get("base_env", "base")
+    default_env = CONFIG_LOADER_ARGS.get("default_run_env", "local")
+    if not (project_path / "conf" / default_env).is_dir():
+        # a built Bento carries conf/base only (conf/local holds secrets); Kedro would refuse
+        # the missing default environment, and reading base alone is what is meant
+        default_env = base_env
+    return OmegaConfigLoader(
+        conf_source=str(project_path / "conf"),
+        base_env=base_env,
+        default_run_env=default_env,
+        env=env or os.environ.get(KEDRO_ENV) or None,
+        custom_resolvers=resolvers,
+        **extra,
+    )
+
+
+def load_parameters(project_path: Path, env: str | None = None) -> dict[str, Any]:
+    """All parameters of ``conf/base`` merged with ``conf/<env>`` (``KEDRO_ENV``, else local)."""
+    with warnings.catch_warnings():
+        # kedro 1.7 calls omegaconf's deprecated resolver API on every loader
+        warnings.simplefilter("ignore", UserWarning)
+        return dict(_config_loader(project_path, env)["parameters"])
+
+
+def _section(params: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = params.get(key.rsplit(".", 1)[-1]) if "." in key else params.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ServingConfigError(f"{key} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _positive_int(section: Mapping[str, Any], name: str, key: str, default: int) -> int:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ServingConfigError(f"{key}.{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _positive_float(section: Mapping[str, Any], name: str, key: str, default: float) -> float:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ServingConfigError(f"{key}.{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _non_negative_float(section: Mapping[str, Any], name: str, key: str, default: float) -> float:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ServingConfigError(f"{key}.{name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _choice(
+    section: Mapping[str, Any], name: str, key: str, choices: tuple[str, ...], default: str
+) -> str:
+    value = section.get(name, default)
+    if value not in choices:
+        raise ServingConfigError(f"{key}.{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _boolean(section: Mapping[str, Any], name: str, key: str, default: bool) -> bool:
+    value = section.get(name, default)
+    if not isinstance(value, bool):
+        raise ServingConfigError(f"{key}.{name} must be true or false, got {value!r}")
+    return value
+
+
+def _data_path(value: Any, key: str, project_path: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ServingConfigError(f"{key} must be a directory path, got {value!r}")
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    root = os.environ.get(DATA_ROOT_ENV)
+    return (Path(root).expanduser() if root else project_path) / path
+
+
+def _parse_request(section: Mapping[str, Any]) -> RequestPolicy:
+    key = "serving.request"
+    return RequestPolicy(
+        max_records=_positive_int(section, "max_records", key, RequestPolicy.max_records),
+        max_body_bytes=_positive_int(section, "max_body_bytes", key, RequestPolicy.max_body_bytes),
+        unseen_categories=_choice(section, "unseen_categories", key, (ACCEPT, REJECT), ACCEPT),
+        missing_values=_choice(section, "missing_values", key, (ACCEPT, REJECT), ACCEPT),
+        unknown_fields=_choice(section, "unknown_fields", key, (REJECT, IGNORE), REJECT),
+    )
+
+
+def _parse_shadow(section: Mapping[str, Any]) -> ShadowSettings:
+    key = "serving.shadow"
+    defaults = ShadowSettings()
+    rate = section.get("sample_rate", defaults.sample_rate)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        raise ServingConfigError(f"{key}.sample_rate must be a number in [0, 1], got {rate!r}")
+    return ShadowSettings(
+        enabled=_boolean(section, "enabled", key, defaults.enabled),
+        mode=_choice(section, "mode", key, SHADOW_MODES, defaults.mode),
+        sample_rate=float(rate),
+        queue_records=_positive_int(section, "queue_records", key, defaults.queue_records),
+        max_batch_records=_positive_int(
+            section, "max_batch_records", key, defaults.max_batch_records
+        ),
+        max_delay_s=_positive_float(section, "max_delay_s", key, defaults.max_delay_s),
+        batch_wait_s=_non_negative_float(section, "batch_wait_s", key, defaults.batch_wait_s),
+        shutdown_grace_s=_positive_float(
+            section, "shutdown_grace_s", key, defaults.shutdown_grace_s
+        ),
+        service_max_in_flight=_positive_int(
+            section, "service_max_in_flight", key, defaults.service_max_in_flight
+        ),
+    )
+
+
+def _parse_log(
+    section: Mapping[str, Any], key: str, default: str, project_path: Path
+) -> LogSettings:
+    return LogSettings(
+        path=_data_path(section.get("path", default), f"{key}.path", project_path),
+        flush_interval_s=_positive_float(section, "flush_interval_s", key, 1.0),
+    )
+
+
+def _parse_models(section: Mapping[str, Any]) -> dict[str, str | None]:
+    models = {"champion": section.get("champion"), "challenger": section.get("challenger")}
+    if not isinstance(models["champion"], str) or not models["champion"]:
+        raise ServingConfigError(
+            "serving.models.champion must name a BentoML model tag, e.g. "
+            f"shadowdrift-churn-champion:latest; got {models['champion']!r}"
+        )
+    if models["challenger"] is not None and not isinstance(models["challenger"], str):
+        raise ServingConfigError(
+            f"serving.models.challenger must be a BentoML model tag or null, got {models['challenger']!r}"
+        )
+    return models
+
+
+def parse_serving_settings(params: Mapping[str, Any], project_path: Path) -> ServingSettings:
+    """Check and convert the ``serving``, ``packaging`` and ``schema`` parameters."""
+    serving = _section(params, "serving")
+    if not serving:
+        raise ServingConfigError(
+            "parameters have no `serving` section (conf/base/parameters_serving.yml)"
+        )
+    packaging = _section(params, "packaging")
+    schema = params.get("schema")
+    if not isinstance(schema, Mapping):
+        raise ServingConfigError("parameters have no `schema` section (conf/base/parameters.yml)")
+    reload_cfg = _section(serving, "serving.reload")
+    token = reload_cfg.get("token")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ServingConfigError("serving.reload.token must be a non-empty string or null")
+    token_env = reload_cfg.get("token_env", ServingSettings.reload_token_env)
+    if not isinstance(token_env, str) or not token_env:
+        raise ServingConfigError(
+            f"serving.reload.token_env must name a variable, got {token_env!r}"
+        )
+    feedback = _section(serving, "serving.ground_truth")
+    return ServingSettings(
+        project_path=project_path,
+        schema=schema,
+        models=_parse_models(_section(serving, "serving.models")),
+        registered_model_name=str(packaging.get("registered_model_name", "shadowdrift-churn")),
+        bento_model_prefix=str(packaging.get("bento_model_prefix", "shadowdrift-churn")),
+        workers=_positive_int(serving, "workers", "serving", 1),
+        threads=_positive_int(serving, "threads", "serving", 1),
+        model_threads=_positive_int(serving, "model_threads", "serving", 1),
+        gil_switch_interval_s=_positive_float(
+            serving, "gil_switch_interval_s", "serving", ServingSettings.gil_switch_interval_s
+        ),
+        timeout_s=_positive_float(serving, "timeout_s", "serving", 30.0),
+        access_log=_boolean(serving, "access_log", "serving", False),
+        single_record_fast_path=_boolean(serving, "single_record_fast_path", "serving", True),
+        request=_parse_request(_section(serving, "serving.request")),
+        shadow=_parse_shadow(_section(serving, "serving.shadow")),
+        prediction_log=_parse_log(
+            _section(serving, "serving.prediction_log"),
+            "serving.prediction_log",
+            "data/07_model_output/prediction_log",
+            project_path,
+        ),
+        ground_truth=_parse_log(
+            feedback, "serving.ground_truth", "data/07_model_output/ground_truth", project_path
+        ),
+        feedback_max_items=_positive_int(feedback, "max_items", "serving.ground_truth", 10_000),
+        reload_token_env=token_env,
+        reload_token=token,
+    )
+
+
+def load_serving_settings(
+    project_path: Path | None = None, env: str | None = None
+) -> ServingSettings:
+    """Read and check the serving configuration of the project at ``project_path``."""
+    path = project_path.resolve() if project_path is not None else find_project_path()
+    return parse_serving_settings(load_parameters(path, env), path)
+
+
+def mlflow_uris(project_path: Path, env: str | None = None) -> tuple[str, str]:
+    """The MLflow tracking and registry URIs of ``conf/<env>/mlflow.yml`` (for a registry reload)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        loader = _config_loader(
+            project_path, env, config_patterns={"mlflow": ["mlflow*", "mlflow*/**"]}
+        )
+        server = dict(loader["mlflow"].get("server", {}))
+    tracking = server.get("mlflow_tracking_uri")
+    if not tracking:
+        raise ServingConfigError("conf/*/mlflow.yml has no server.mlflow_tracking_uri")
+    return str(tracking), str(server.get("mlflow_registry_uri") or tracking)

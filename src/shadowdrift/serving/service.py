@@ -1,0 +1,403 @@
+# ruff: noqa: PLC0415
+# (imports inside functions on purpose: BentoML's arbiter imports this module only to read the
+# service's configuration; models, pandas, torch and Prometheus belong in the worker)
+"""The BentoML service: ``bentoml serve`` from the project root (see bentofile.yaml, docs/serving.md).
+
+Routes: ``POST /predict``, ``POST /feedback``, ``POST /reload`` (BentoML APIs), ``GET
+/model_info`` (a mounted Starlette route), and BentoML's own ``/healthz``, ``/livez``,
+``/readyz`` (false until the models are loaded) and ``/metrics``.
+
+This module is imported by BentoML's arbiter process too (to read the worker count); it keeps
+its module-level imports light and creates everything heavy (models, log writers, the shadow
+thread, Prometheus metrics) in the worker, inside ``ChurnService.__init__``: a prediction-log
+writer does not survive a fork, and Prometheus must see BentoML's multiprocess directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import sys
+import threading
+import typing as t
+
+import bentoml
+from pydantic import WithJsonSchema
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+import shadowdrift  # noqa: F401  (telemetry switches)
+from shadowdrift.serving.config import ServingSettings, load_serving_settings
+
+if t.TYPE_CHECKING:
+    from shadowdrift.serving.core import Reply, ServingCore
+
+SETTINGS: ServingSettings = load_serving_settings()
+
+
+def _telemetry_off() -> None:
+    """BentoML's CLI caches its do-not-track switch before the service is imported; refresh it."""
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    try:
+        from bentoml._internal.utils.analytics import usage_stats
+
+        usage_stats.do_not_track.cache_clear()
+    except (ImportError, AttributeError):  # pragma: no cover - other BentoML versions
+        pass
+
+
+_telemetry_off()
+
+logger = logging.getLogger("shadowdrift.serving")
+
+TELEMETRY_ENVS = [
+    {"name": "BENTOML_DO_NOT_TRACK", "value": "True"},
+    {"name": "DO_NOT_TRACK", "value": "1"},
+    {"name": "KEDRO_DISABLE_TELEMETRY", "value": "true"},
+    {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+    {"name": "NML_DISABLE_USAGE_LOGGING", "value": "1"},
+]
+# glibc gives threads that allocate their own malloc arenas, which keep freed memory apart;
+# the worker's threads (shadow, log flush, loader) need no more than two. A small saving (about
+# 8 MB after the benchmark), but the budget is tight. An explicit setting in the environment wins.
+WORKER_ENVS = [*TELEMETRY_ENVS, {"name": "MALLOC_ARENA_MAX", "value": "2"}]
+JSON = "application/json"
+
+# Parsed as plain JSON (pydantic checks nothing here, which is about three times faster for a
+# batch of 1,000 than validating list[dict]); ServingCore checks every record against the
+# schema and answers 422 naming the field. The JSON schema is for the OpenAPI page only.
+RecordsInput = t.Annotated[
+    t.Any,
+    WithJsonSchema(
+        {
+            "description": "One record (an object of feature values) or a list of them",
+            "anyOf": [
+                {"type": "object", "additionalProperties": True},
+                {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+            ],
+        }
+    ),
+]
+
+
+def _response(reply: Reply, ctx: bentoml.Context | None = None) -> Response:
+    if ctx is not None:
+        # BentoML copies the context's status onto a returned Response when the API takes ctx
+        ctx.response.status_code = reply.status
+    return Response(
+        reply.body_bytes(), status_code=reply.status, media_type=JSON, headers=reply.headers
+    )
+
+
+class BodySizeLimit:
+    """Refuse ``POST`` bodies above ``max_bytes`` (by Content-Length) before they are read: 413."""
+
+    def __init__(self, app: t.Any, max_bytes: int, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.paths = paths
+
+    async def __call__(self, scope: t.Any, receive: t.Any, send: t.Any) -> None:
+        if scope["type"] == "http" and scope.get("path") in self.paths:
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                    response = JSONResponse(
+                        {
+                            "error": f"request body of {int(value)} bytes exceeds the limit of "
+                            f"{self.max_bytes} (serving.request.max_body_bytes); split the batch"
+                        },
+                        status_code=413,
+                    )
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+async def model_info_route(request: Request) -> Response:
+    """``GET /model_info``: versions, aliases, run ids, load time, shadow and log state."""
+    service = bentoml.get_current_service()
+    core = getattr(service, "core", None)
+    if core is None:
+        return JSONResponse({"ready": False, "error": "service is starting"}, status_code=503)
+    return Response(_dumps(core.model_info()), status_code=200, media_type=JSON)
+
+
+def _dumps(body: t.Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(body, default=str)
+
+
+extra_routes = Starlette(routes=[Route("/model_info", model_info_route, methods=["GET"])])
+
+SHADOW_SERVICE = SETTINGS.shadow.enabled and SETTINGS.shadow.mode == "service"
+
+
+@bentoml.service(
+    name="shadowdrift_challenger",
+    workers=1,
+    threads=1,
+    traffic={"timeout": SETTINGS.timeout_s},
+    # BentoML's client to a dependency reopens its session every `max_requests` calls, failing
+    # the calls in flight at that moment; a shadow sends one call per request.
+    runner_connection={"max_requests": 1_000_000_000},
+    envs=TELEMETRY_ENVS,
+)
+class ChallengerService:
+    """``serving.shadow.mode: service``: the challenger in its own process (bentoml.depends)."""
+
+    def __init__(self) -> None:
+        from shadowdrift.schema import parse_schema
+        from shadowdrift.serving import model_store
+        from shadowdrift.serving.core import make_scorer
+
+        os.environ.setdefault("OMP_NUM_THREADS", str(SETTINGS.model_threads))
+        reference = SETTINGS.models.get("challenger") or ""
+        model, stored = model_store.load_stored(model_store.resolve(reference, alias="challenger"))
+        self.version = stored.registry_version
+        self.scorer = make_scorer(model, parse_schema(SETTINGS.schema), SETTINGS)
+        logger.info("Challenger service: %s (fast path %s)", stored.bento_tag, self.scorer.path)
+
+    @bentoml.api
+    async def score(self, numeric: t.Any, categorical: t.Any) -> dict[str, t.Any]:
+        import numpy as np
+
+        probability = self.scorer.predict_probability(
+            np.asarray(numeric, dtype=np.float64), categorical
+        )
+        return {
+            "probability": probability,
+            "label": self.scorer.labels(probability),
+            "model_version": self.version,
+        }
+
+
+@bentoml.service(
+    name="shadowdrift",
+    workers=SETTINGS.workers,
+    threads=SETTINGS.threads,
+    traffic={"timeout": SETTINGS.timeout_s},
+    # BentoML's access log writes a line per request; the prediction log already records
+    # every scored request, and /metrics counts all of them (serving.access_log to turn it on)
+    logging={"access": {"enabled": SETTINGS.access_log}},
+    envs=WORKER_ENVS,
+    labels={"project": "shadowdrift"},
+)
+@bentoml.asgi_app(extra_routes, path="/")
+class ChurnService:
+    """The champion answers; the challenger scores the same records in shadow."""
+
+    if SHADOW_SERVICE:
+        challenger_service = bentoml.depends(ChallengerService)
+
+    def __init__(self) -> None:
+        # OpenMP (scikit-learn) and torch read these when they are first loaded, which is
+        # below; one thread per worker keeps single-record latency flat on a shared machine.
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(variable, str(SETTINGS.model_threads))
+        from shadowdrift.serving.core import ServingCore
+        from shadowdrift.serving.metrics import ServingMetrics
+
+        self._limit_threads()
+        # The request thread shares the GIL with the shadow and log-flush threads. Python's
+        # default 5 ms switch interval lets them hold it for whole bursts while an answer
+        # waits; 0.5 ms cut the shadow's cost on 1,000-record batches from +11 ms to +2 ms
+        # (docs/serving.md).
+        sys.setswitchinterval(SETTINGS.gil_switch_interval_s)
+        self.metrics = ServingMetrics()
+        self.core: ServingCore = ServingCore(
+            SETTINGS, metrics=self.metrics, start_shadow=not SHADOW_SERVICE
+        )
+        if SHADOW_SERVICE:
+            from shadowdrift.serving.remote_shadow import RemoteShadow
+
+            shadow = SETTINGS.shadow
+            self.core.shadow_runner = RemoteShadow(
+                self.core.finish_shadow,
+                _ChallengerClient(self),
+                queue_records=shadow.queue_records,
+                max_in_flight=shadow.service_max_in_flight,
+                timeout_s=shadow.max_delay_s,
+                sample_rate=shadow.sample_rate,
+            )
+        self._reload_lock = asyncio.Lock()
+        # Load in the background: the worker starts answering /healthz at once and /readyz
+        # turns true when the models are in (a cold load takes a few seconds).
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+
+    @staticmethod
+    def _limit_threads() -> None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=SETTINGS.model_threads)
+
+    def _load(self) -> None:
+        from shadowdrift.serving.core import load_bundle
+
+        try:
+            bundle = load_bundle(SETTINGS, load_challenger=not SHADOW_SERVICE)
+        except Exception as exc:
+            self.core.failed_to_load(exc)
+            return
+        self._limit_torch()
+        self.core.install(bundle)
+        _freeze_heap()
+
+    @staticmethod
+    def _limit_torch() -> None:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(SETTINGS.model_threads)
+
+    async def __is_ready__(self) -> bool:
+        return self.core.ready
+
+    @bentoml.api(route="/predict")
+    async def predict(self, records: RecordsInput, ctx: bentoml.Context) -> dict[str, t.Any]:
+        """Churn probability and label per record, from the champion (shadow: challenger).
+
+        Body: ``{"records": [{feature: value, ...}, ...]}`` or ``{"records": {...}}``; optional
+        header ``X-Request-ID``. See docs/serving.md for the rules and the answer's format.
+        """
+        reply = self.core.predict(records, ctx.request.headers.get("x-request-id"))
+        return _response(reply, ctx)  # type: ignore[return-value]
+
+    @bentoml.api(route="/feedback")
+    async def feedback(
+        self,
+        request_id: t.Any = None,
+        churned: t.Any = None,
+        record_index: t.Any = None,
+        labels: t.Any = None,
+    ) -> dict[str, t.Any]:
+        """Ground truth for an answered request: ``{"request_id", "churned"[, "record_index"]}``.
+
+        Or several at once: ``{"labels": [{...}, ...]}``. Appended to the ground-truth log.
+        """
+        if labels is not None:
+            payload: t.Any = {"labels": labels}
+        else:
+            payload = {
+                key: value
+                for key, value in (
+                    ("request_id", request_id),
+                    ("churned", churned),
+                    ("record_index", record_index),
+                )
+                if value is not None
+            }
+        return _response(self.core.feedback(payload))  # type: ignore[return-value]
+
+    @bentoml.api(route="/reload")
+    async def reload(self, ctx: bentoml.Context, source: str = "store") -> dict[str, t.Any]:
+        """Reload champion and challenger (``source``: store, or registry to re-import first).
+
+        Needs ``Authorization: Bearer <token>``; in-flight requests finish on the old models.
+        """
+        from shadowdrift.serving.config import RELOAD_SOURCES
+        from shadowdrift.serving.core import Reply, load_bundle
+
+        denied = self._check_token(ctx.request.headers.get("authorization", ""))
+        if denied is not None:
+            return _response(denied, ctx)  # type: ignore[return-value]
+        if source not in RELOAD_SOURCES:
+            return _response(  # type: ignore[return-value]
+                Reply(
+                    422, {"error": f"source must be one of {list(RELOAD_SOURCES)}, got {source!r}"}
+                ),
+                ctx,
+            )
+        async with self._reload_lock:
+            try:
+                # a worker thread: requests keep being answered (from the old bundle) meanwhile
+                bundle = await asyncio.to_thread(
+                    load_bundle,
+                    SETTINGS,
+                    source=source,
+                    use_bento_aliases=False,
+                    load_challenger=not SHADOW_SERVICE,
+                )
+            except Exception as exc:
+                logger.exception("Reload from %s failed; still serving the previous models", source)
+                self.metrics.reloads.labels("failed").inc()
+                return _response(  # type: ignore[return-value]
+                    Reply(500, {"error": f"reload failed, previous models still serve: {exc}"}),
+                    ctx,
+                )
+            self._limit_torch()
+            self.core.install(bundle)
+            _freeze_heap()
+            self.metrics.reloads.labels("ok").inc()
+        return _response(Reply(200, _model_info_json(self.core)), ctx)  # type: ignore[return-value]
+
+    def _check_token(self, authorization: str) -> Reply | None:
+        from shadowdrift.serving.core import Reply
+
+        expected = SETTINGS.reload_token_value()
+        if expected is None:
+            return Reply(
+                403,
+                {
+                    "error": "reload is disabled: set the environment variable "
+                    f"{SETTINGS.reload_token_env} (or serving.reload.token) and restart"
+                },
+            )
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), expected.encode()
+        ):
+            return Reply(
+                401,
+                {"error": "missing or wrong token: send Authorization: Bearer <token>"},
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return None
+
+    @bentoml.on_shutdown
+    async def shutdown(self) -> None:
+        """Let the shadow finish (or shed) its queue, then flush and close both logs."""
+        drain = getattr(self.core.shadow_runner, "drain", None)
+        if drain is not None:
+            await drain(SETTINGS.shadow.shutdown_grace_s)
+        await asyncio.to_thread(self.core.close)
+
+
+class _ChallengerClient:
+    """Resolves the dependency's async client when first used (after BentoML connected it)."""
+
+    def __init__(self, service: t.Any) -> None:
+        self._service = service
+
+    async def score(self, **kwargs: t.Any) -> t.Any:
+        return await self._service.challenger_service.to_async.score(**kwargs)
+
+
+def _freeze_heap() -> None:
+    """Move everything alive now (modules, models) out of the garbage collector's way.
+
+    A 1,000-record request allocates tens of thousands of objects; each collection of the
+    oldest generation would otherwise walk every object of scikit-learn, torch and pandas too.
+    Unfreezing first lets a reload's replaced models be collected.
+    """
+    import gc
+
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+def _model_info_json(core: ServingCore) -> t.Any:
+    import orjson
+
+    return orjson.loads(_dumps(core.model_info()))
+
+
+ChurnService.add_asgi_middleware(
+    BodySizeLimit,
+    max_bytes=SETTINGS.request.max_body_bytes,
+    paths=("/predict", "/feedback"),
+)
