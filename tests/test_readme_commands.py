@@ -69,3 +69,26 @@ def test_cheap_readme_runs_work_in_a_fresh_copy(project_path):
         ran += 1
     assert ran >= 2
     assert (project_path / "data/08_reporting/split_summary.json").exists()
+
+
+def _readme_text() -> str:
+    return (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_request_examples_are_valid_requests():
+    """The curl body and the Python record in the README pass the service's validation."""
+    import json
+
+    from shadowdrift.schema import parse_schema
+    from shadowdrift.serving.config import RequestPolicy
+    from shadowdrift.serving.request_validation import RequestValidator
+    from tests.conftest import base_parameters
+
+    text = _readme_text()
+    curl_body = json.loads(re.search(r"curl .*? -d '(\{.*?\})'", text).group(1))
+    python_block = re.search(r"```python\n(.*?)```", text, flags=re.S).group(1)
+    namespace: dict = {}
+    exec(python_block.split("answer =")[0].replace("import httpx", ""), namespace)
+    validator = RequestValidator(parse_schema(base_parameters()["schema"]), RequestPolicy())
+    for records in (curl_body["records"], [namespace["record"]]):
+        assert len(validator.validate(records)) == 1
