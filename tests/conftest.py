@@ -63,6 +63,15 @@ def _no_global_mlflow_uri() -> Iterator[None]:
     yield
     import mlflow
 
+    # In-process Kedro sessions can leave kedro-mlflow's run active; the next session would
+    # then ignore mlflow.yml and log into the previous test's database.
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    # kedro-mlflow's hook is a process-wide singleton that remembers the last run id; a later
+    # in-process session with tracking disabled would try to reopen it in another database.
+    from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
+
+    mlflow_hook.run_id = None
     mlflow.set_tracking_uri(None)
     for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         os.environ.pop(variable, None)
