@@ -7,6 +7,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
 import shadowdrift  # noqa: F401  (sets the telemetry switches before any plugin runs)
+from shadowdrift.dask_hooks import DaskClientHooks
 from shadowdrift.hooks import ProtectRealDataHooks
 
 
@@ -21,7 +22,8 @@ def _env_or(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-HOOKS = (ProtectRealDataHooks(),)
+# The Dask hook does nothing unless the environment has a dask.yml (conf/dask/).
+HOOKS = (ProtectRealDataHooks(), DaskClientHooks())
 
 # kedro-telemetry's hooks stay off even if a user deletes `.telemetry`.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
@@ -31,4 +33,5 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     "custom_resolvers": {"project_path": _project_path, "env_or": _env_or},
+    "config_patterns": {"dask": ["dask*", "dask*/**"]},  # conf/<env>/dask.yml
 }

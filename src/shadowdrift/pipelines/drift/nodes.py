@@ -1,4 +1,9 @@
-"""Nodes of the drift pipeline: thin wrappers around ``shadowdrift.drift_monitor`` and friends."""
+"""Nodes of the drift pipeline: thin wrappers around ``shadowdrift.drift_monitor`` and friends.
+
+The prediction log and ``raw_production`` may be Dask DataFrames (``kedro run --env dask``,
+docs/scale_out.md): the analysis then stays partitioned (``shadowdrift.partitioned_drift``)
+while the reference window and everything fitted on it stay in memory.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,13 @@ from mlflow import MlflowClient
 
 from shadowdrift import registry
 from shadowdrift.churn_model import LABEL, PROBABILITY
-from shadowdrift.drift_monitor import run_drift
+from shadowdrift.drift_monitor import fit_reference, run_drift
 from shadowdrift.drift_report import build_figures, build_summary, render_html, to_jsonable
+from shadowdrift.frames import is_dask_frame
+from shadowdrift.partitioned_drift import (
+    attach_ground_truth_partitioned,
+    compute_drift_partitioned,
+)
 from shadowdrift.schema import parse_schema
 
 logger = logging.getLogger(__name__)
@@ -64,6 +74,8 @@ def attach_ground_truth(
     """
     s = parse_schema(schema)
     log = model_output_prediction_log
+    if is_dask_frame(log):
+        return attach_ground_truth_partitioned(log, raw_production, s, drift_labels)
     if log.empty:
         logger.warning("The prediction log is empty: drift will report insufficient data")
         return log.assign(**{s.target: pd.Series(dtype=float)})
@@ -109,13 +121,22 @@ def monitor_drift(
 ]:
     """PSI, NannyML, data quality, agreement, the decision, the report and MLflow metrics."""
     s = parse_schema(schema)
-    results = run_drift(
-        model_output_reference_predictions,
-        model_output_drift_analysis,
-        s,
-        models_monitored[registry.CHAMPION]["threshold"],
-        drift,
-    )
+    if is_dask_frame(model_output_drift_analysis):
+        fitted = fit_reference(
+            model_output_reference_predictions,
+            s,
+            models_monitored[registry.CHAMPION]["threshold"],
+            drift,
+        )
+        results = compute_drift_partitioned(model_output_drift_analysis, fitted)
+    else:
+        results = run_drift(
+            model_output_reference_predictions,
+            model_output_drift_analysis,
+            s,
+            models_monitored[registry.CHAMPION]["threshold"],
+            drift,
+        )
     summary = build_summary(results)
     summary["models_monitored"] = models_monitored
     figures = build_figures(results)
