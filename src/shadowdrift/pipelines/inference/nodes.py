@@ -53,46 +53,30 @@ def score_production(
         allow_unseen_categories=True,
         allow_nulls=True,
     )
-    client = MlflowClient()
-    name = model_registry["name"]
-    champion, champion_version = registry.load_alias(client, name, registry.CHAMPION)
-    if champion is None:
-        raise RuntimeError(
-            f"no model has the alias {name}@{registry.CHAMPION} in the MLflow registry: "
-            "run `kedro run --pipelines training,evaluation` first"
-        )
+    models = _load_models(models_registry_aliases, inference, model_registry)
     out = records[[s.id, s.timestamp, *s.features]].copy()
     started = time.perf_counter()
-    predictions = champion.predict(None, records)
+    predictions = models.champion.predict(None, records)
     elapsed_ms = (time.perf_counter() - started) * 1000
     out["champion_probability"] = predictions[PROBABILITY].to_numpy()
     out["champion_label"] = predictions[LABEL].to_numpy()
-    out["champion_model_version"] = str(champion_version)
+    out["champion_model_version"] = models.champion_version
     out["champion_latency_ms"] = elapsed_ms / max(len(records), 1)
-    decided = (models_registry_aliases or {}).get("aliases", {}).get(registry.CHAMPION)
-    if decided is not None and str(decided) != str(champion_version):
-        logger.warning(
-            "%s@champion is version %s, not %s as the last promotion decision left it (rolled back?)",
-            name,
-            champion_version,
-            decided,
-        )
-    challenger, challenger_version = registry.load_alias(client, name, registry.CHALLENGER)
-    if challenger is None or not inference.get("shadow", True):
+    if not models.shadow:
         out["challenger_status"] = "disabled"
     else:
         try:
             started = time.perf_counter()
-            shadow = challenger.predict(None, records)
+            shadow = models.challenger.predict(None, records)
             shadow_ms = (time.perf_counter() - started) * 1000
             out["challenger_probability"] = shadow[PROBABILITY].to_numpy()
             out["challenger_label"] = shadow[LABEL].to_numpy()
-            out["challenger_model_version"] = str(challenger_version)
+            out["challenger_model_version"] = models.challenger_version
             out["challenger_latency_ms"] = shadow_ms / max(len(records), 1)
             out["challenger_status"] = "ok"
         except Exception:
             # the shadow never decides the outcome: its failure is logged and recorded, not raised
-            logger.exception("challenger version %s failed on the batch", challenger_version)
+            logger.exception("challenger version %s failed on the batch", models.challenger_version)
             out["challenger_status"] = "failed"
     out[s.timestamp] = _as_utc(out[s.timestamp])
     agreement = (
@@ -103,8 +87,8 @@ def score_production(
     logger.info(
         "Scored %d production records with champion v%s (challenger %s); label agreement %.3f",
         len(out),
-        champion_version,
-        f"v{challenger_version}" if challenger is not None else "none",
+        models.champion_version,
+        f"v{models.challenger_version}" if models.shadow else "none",
         agreement,
     )
     out.attrs["prediction_log_schema"] = LogSchema.from_data_schema(s).to_json()
