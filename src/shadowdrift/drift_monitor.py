@@ -293,6 +293,28 @@ def _chunk_table(assignment: ChunkAssignment, analysis: pd.DataFrame, target: st
     return table
 
 
+def decide_from_tables(
+    fitted: FittedReference,
+    chunks: pd.DataFrame,
+    psi_table: pd.DataFrame,
+    quality: pd.DataFrame,
+    nml: NannyMLResults,
+) -> dict[str, Any]:
+    """The retraining decision from the per-chunk tables (shared by the pandas and Dask paths)."""
+    evidence = DriftEvidence(
+        chunks=chunks,
+        psi=psi_table.loc[psi_table["feature"].isin(fitted.schema.features)],
+        data_quality=quality,
+        reference_missing_rate=fitted.reference_missing_rate,
+        univariate=nml.univariate,
+        multivariate=nml.multivariate,
+        estimated_performance=nml.estimated_performance,
+        realised_performance=nml.realised_performance,
+        reference_performance=fitted.reference_performance,
+    )
+    return decide(evidence, fitted.params.rules, fitted.params.psi.alert)
+
+
 def compute_drift(
     analysis: pd.DataFrame, fitted: FittedReference, *, timestamp_column: str = EVENT_TIME
 ) -> DriftResults:
@@ -337,18 +359,7 @@ def compute_drift(
     nml = run_nannyml(fitted.nannyml, analysis, assignment, timestamp_column=timestamp_column)
     seconds["nannyml"] = time.perf_counter() - tick
 
-    evidence = DriftEvidence(
-        chunks=chunks,
-        psi=psi_table.loc[psi_table["feature"].isin(schema.features)],
-        data_quality=quality,
-        reference_missing_rate=fitted.reference_missing_rate,
-        univariate=nml.univariate,
-        multivariate=nml.multivariate,
-        estimated_performance=nml.estimated_performance,
-        realised_performance=nml.realised_performance,
-        reference_performance=fitted.reference_performance,
-    )
-    decision = decide(evidence, params.rules, params.psi.alert)
+    decision = decide_from_tables(fitted, chunks, psi_table, quality, nml)
     seconds["analysis_total"] = time.perf_counter() - started
     times = normalise_timestamps(analysis[timestamp_column], timestamp_column)
     info = {

@@ -41,8 +41,13 @@ from shadowdrift.drift_chunks import (
     log_incomplete,
     normalise_timestamps,
 )
-from shadowdrift.drift_decision import DriftEvidence, decide
-from shadowdrift.drift_monitor import DriftInputError, DriftResults, FittedReference, compute_drift
+from shadowdrift.drift_monitor import (
+    DriftInputError,
+    DriftResults,
+    FittedReference,
+    compute_drift,
+    decide_from_tables,
+)
 from shadowdrift.drift_params import ChunkingParams
 from shadowdrift.frames import (
     ROW_POSITION,
@@ -444,18 +449,7 @@ def compute_drift_partitioned(
         agreement = pd.DataFrame({"chunk": pd.Series(dtype=object)})
     nml = _nannyml_results(nannyml_parts, fitted.nannyml, chunk_order)
 
-    evidence = DriftEvidence(
-        chunks=chunks,
-        psi=psi_table.loc[psi_table["feature"].isin(schema.features)],
-        data_quality=quality,
-        reference_missing_rate=fitted.reference_missing_rate,
-        univariate=nml.univariate,
-        multivariate=nml.multivariate,
-        estimated_performance=nml.estimated_performance,
-        realised_performance=nml.realised_performance,
-        reference_performance=fitted.reference_performance,
-    )
-    decision = decide(evidence, params.rules, params.psi.alert)
+    decision = decide_from_tables(fitted, chunks, psi_table, quality, nml)
     seconds["analysis_total"] = time.perf_counter() - started
     n_rows = int(chunks["n_rows"].sum())
     info = {

@@ -38,12 +38,12 @@ import pyarrow.parquet as pq
 
 from shadowdrift.frames import map_partitions_to_list
 from shadowdrift.prediction_log import (
-    METADATA_KEY,
     RECORD_INDEX,
     LogSchema,
     PredictionLogError,
     concat_partitions,
     list_part_files,
+    schema_from_metadata,
     write_batch,
 )
 
@@ -73,14 +73,7 @@ def _schema_from_footer(file: Path) -> LogSchema:
         metadata = pq.read_schema(file).metadata or {}
     except (OSError, ValueError) as exc:
         raise PredictionLogError(f"part file {file} is not a readable Parquet file: {exc}") from exc
-    if METADATA_KEY not in metadata:
-        raise PredictionLogError(
-            f"part file {file} has no {METADATA_KEY.decode()} metadata; pass schema= explicitly"
-        )
-    try:
-        return LogSchema.from_json(metadata[METADATA_KEY])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PredictionLogError(f"part file {file} has unreadable schema metadata: {exc}") from exc
+    return schema_from_metadata(file, metadata)
 
 
 def _file_loader(file: str) -> Callable[[], pd.DataFrame]:

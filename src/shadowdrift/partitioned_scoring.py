@@ -34,6 +34,7 @@ from shadowdrift.prediction_log import (
     CHAMPION_MODEL_VERSION,
     CHAMPION_PROBABILITY,
     RECORD_INDEX,
+    utc_times,
 )
 from shadowdrift.schema import DataSchema
 
@@ -71,15 +72,10 @@ class ShadowModels:
         return self.challenger is not None
 
 
-def _as_utc(times: pd.Series) -> pd.Series:
-    """The log stores UTC; naive timestamps in the data are taken to be UTC (as the node)."""
-    return times.dt.tz_localize("UTC") if times.dt.tz is None else times.dt.tz_convert("UTC")
-
-
 def _meta(records_meta: pd.DataFrame, schema: DataSchema, shadow: bool) -> pd.DataFrame:
     """The empty frame every scored partition looks like."""
     out = records_meta[[schema.id, schema.timestamp, *schema.features]].copy()
-    out[schema.timestamp] = _as_utc(out[schema.timestamp])
+    out[schema.timestamp] = utc_times(out[schema.timestamp])
     dtypes: dict[str, Any] = dict(_CHAMPION_DTYPES)
     if shadow:
         dtypes.update(_CHALLENGER_DTYPES)
@@ -130,7 +126,7 @@ def _score_partition(
             for name in _CHALLENGER_DTYPES:
                 out[name] = None
             out[CHALLENGER_STATUS] = "failed"
-    out[s.timestamp] = _as_utc(out[s.timestamp])
+    out[s.timestamp] = utc_times(out[s.timestamp])
     start = offsets[partition_info["number"]] if partition_info is not None else 0
     out[RECORD_INDEX] = np.arange(start, start + len(out), dtype=np.int64)
     return out[list(dtypes)].astype(dtypes)

@@ -976,7 +976,17 @@ def _read_part_table(file: Path) -> pa.Table:
 
 
 def _schema_of(file: Path, table: pa.Table) -> LogSchema:
-    metadata = table.schema.metadata or {}
+    return schema_from_metadata(file, table.schema.metadata)
+
+
+def utc_times(times: pd.Series) -> pd.Series:
+    """The log stores UTC; naive timestamps in the data are taken to be UTC."""
+    return times.dt.tz_localize("UTC") if times.dt.tz is None else times.dt.tz_convert("UTC")
+
+
+def schema_from_metadata(file: Path, metadata: dict[bytes, bytes] | None) -> LogSchema:
+    """The ``LogSchema`` a part file records in its Parquet metadata; errors name the file."""
+    metadata = metadata or {}
     if METADATA_KEY not in metadata:
         raise PredictionLogError(
             f"part file {file} has no {METADATA_KEY.decode()} metadata; pass schema= explicitly"

@@ -20,10 +20,14 @@ from shadowdrift.frames import is_dask_frame
 from shadowdrift.partitioned_prediction_log import PartitionedLogBatch
 from shadowdrift.partitioned_scoring import ShadowModels, score_partitions
 from shadowdrift.partitioned_validation import validate_partitions
-from shadowdrift.prediction_log import LogSchema
+from shadowdrift.prediction_log import LogSchema, utc_times
 from shadowdrift.schema import DataSchema, parse_schema, validate_frame
 
 logger = logging.getLogger(__name__)
+
+# Production records may lack the target, and drift monitoring must see new categories and
+# missing values, so they are scored, not refused; types, ranges and ids are still checked.
+PRODUCTION_CHECKS = {"require_target": False, "allow_unseen_categories": True, "allow_nulls": True}
 
 
 def score_production(
@@ -48,10 +52,7 @@ def score_production(
         raw_production.drop(columns=[s.target], errors="ignore"),
         s,
         "raw_production",
-        require_target=False,
-        # drift monitoring must see new categories and missing values, so they are scored, not refused
-        allow_unseen_categories=True,
-        allow_nulls=True,
+        **PRODUCTION_CHECKS,
     )
     models = _load_models(models_registry_aliases, inference, model_registry)
     out = records[[s.id, s.timestamp, *s.features]].copy()
@@ -78,7 +79,7 @@ def score_production(
             # the shadow never decides the outcome: its failure is logged and recorded, not raised
             logger.exception("challenger version %s failed on the batch", models.challenger_version)
             out["challenger_status"] = "failed"
-    out[s.timestamp] = _as_utc(out[s.timestamp])
+    out[s.timestamp] = utc_times(out[s.timestamp])
     agreement = (
         float(np.mean(out["champion_label"] == out["challenger_label"]))
         if "challenger_label" in out
@@ -95,11 +96,6 @@ def score_production(
     return out.reset_index(drop=True)
 
 
-def _as_utc(times: pd.Series) -> pd.Series:
-    """The log stores UTC; naive timestamps in the data are taken to be UTC."""
-    return times.dt.tz_localize("UTC") if times.dt.tz is None else times.dt.tz_convert("UTC")
-
-
 def _score_partitions(
     raw_production: Any,
     models_registry_aliases: dict[str, Any],
@@ -112,10 +108,7 @@ def _score_partitions(
         raw_production.drop(columns=[s.target], errors="ignore"),
         s,
         "raw_production",
-        require_target=False,
-        # drift monitoring must see new categories and missing values, so they are scored, not refused
-        allow_unseen_categories=True,
-        allow_nulls=True,
+        **PRODUCTION_CHECKS,
     )
     models = _load_models(models_registry_aliases, inference, model_registry)
     scored = score_partitions(validated.frame, validated.offsets, s, models)
