@@ -13,7 +13,7 @@ export NML_DISABLE_USAGE_LOGGING := 1
 export BENTOML_DO_NOT_TRACK := True
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install system-deps demo test lint format lock clean-data drift-report viz mlflow-ui strip-notebooks serve bento
+.PHONY: install system-deps demo test lint format lock clean-data drift-report viz mlflow-ui strip-notebooks serve bento replay loop rollback
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -88,3 +88,14 @@ lock:
 
 clean-data:
 	find data -type f ! -name .gitkeep -delete
+
+# Close the loop (docs/closing_the_loop.md), against `make serve` on 127.0.0.1:3000. The service
+# and these targets need SHADOWDRIFT_RELOAD_TOKEN set to the same value.
+replay: install
+	$(BIN)/kedro replay --url http://127.0.0.1:3000 --batch-size 100 --rate 5000 --max-seconds 300
+
+loop: install
+	$(BIN)/kedro loop --url http://127.0.0.1:3000
+
+rollback: install
+	$(BIN)/kedro rollback --url http://127.0.0.1:3000

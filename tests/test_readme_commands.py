@@ -92,3 +92,21 @@ def test_the_readme_request_examples_are_valid_requests():
     validator = RequestValidator(parse_schema(base_parameters()["schema"]), RequestPolicy())
     for records in (curl_body["records"], [namespace["record"]]):
         assert len(validator.validate(records)) == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        c
+        for c in readme_commands()
+        if c.split()[:2] in (["kedro", "replay"], ["kedro", "loop"], ["kedro", "rollback"])
+    ],
+)
+def test_project_commands_in_the_readme_parse(command):
+    """``kedro replay|loop|rollback`` exist and accept the README's options (parsed, not run)."""
+    from shadowdrift.cli import cli
+
+    args = shlex.split(command)
+    sub = cli.commands[args[1]]
+    with sub.make_context(args[1], args[2:]) as context:
+        assert context.params

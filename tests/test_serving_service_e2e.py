@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -61,10 +62,21 @@ class Server:
         return self.process.returncode
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    project, home = packaged_project()
-    data_root = tmp_path_factory.mktemp("serving-data")
+@contextlib.contextmanager
+def running_server(
+    data_root: Path,
+    *,
+    config_path: Path | None = None,
+    packaged: tuple[Path, Path] | None = None,
+    timeout: float = 120.0,
+) -> Iterator[Server]:
+    """``bentoml serve`` of the packaged project on a free loopback port, until it is ready.
+
+    ``config_path`` (``SHADOWDRIFT_PROJECT_PATH``) is the directory whose ``conf/`` the service
+    reads; by default the packaged project's. ``packaged`` is another (project, BENTOML_HOME)
+    to serve. Stopped (SIGTERM) on exit if still running.
+    """
+    project, home = packaged or packaged_project()
     log_file = data_root / "serve.log"
     port = free_port()
     env = {
@@ -74,7 +86,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
             if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
         },
         "BENTOML_HOME": str(home),
-        "SHADOWDRIFT_PROJECT_PATH": str(project),
+        "SHADOWDRIFT_PROJECT_PATH": str(config_path or project),
         "SHADOWDRIFT_DATA_ROOT": str(data_root),
         "SHADOWDRIFT_RELOAD_TOKEN": TOKEN,
         "BENTOML_DO_NOT_TRACK": "True",
@@ -91,10 +103,16 @@ def server(tmp_path_factory) -> Iterator[Server]:
         )
     running = Server(process, f"http://127.0.0.1:{port}", data_root, log_file, project, home)
     try:
-        _wait_ready(running)
+        _wait_ready(running, timeout)
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("serving-data")) as running:
+        yield running
 
 
 def _wait_ready(server: Server, timeout: float = 120.0) -> None:

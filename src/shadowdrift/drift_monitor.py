@@ -374,6 +374,19 @@ def compute_drift(
     )  # fmt: skip
 
 
+def reference_end(reference: pd.DataFrame, timestamp: str) -> pd.Timestamp:
+    """The reference window's newest timestamp, in UTC (naive timestamps are taken to be UTC)."""
+    if reference.empty:
+        raise ValueError("the reference window is empty: run data_engineering (or retraining)")
+    end = pd.Timestamp(reference[timestamp].max())
+    return end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+
+
+def records_after(analysis: Any, start: pd.Timestamp, timestamp_column: str = EVENT_TIME) -> Any:
+    """Rows of ``analysis`` (pandas or Dask) whose event time is after ``start``."""
+    return analysis[analysis[timestamp_column] > start]
+
+
 def run_drift(
     reference: pd.DataFrame,
     analysis: pd.DataFrame,

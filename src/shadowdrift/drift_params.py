@@ -4,6 +4,7 @@ Every key is optional; a missing key takes the default shown. Unknown keys and b
 with ``DriftConfigError`` naming the key (``drift.rules.psi.consecutive_chunks``, ...)::
 
     drift:
+      analysis_start: after_reference  # judge logged records newer than the reference window; "all"
       chunking:
         by: period              # "period": calendar periods of event_time; "size": rows per chunk
         period: W               # by=period: pandas alias, D, W, W-MON, M, Q, or a fixed multiple
@@ -81,6 +82,7 @@ from pandas.tseries.frequencies import to_offset
 CHUNK_BY = ("period", "size")
 CONTINUOUS_METHODS = ("kolmogorov_smirnov", "jensen_shannon", "wasserstein", "hellinger")
 CATEGORICAL_METHODS = ("chi2", "jensen_shannon", "l_infinity", "hellinger")
+ANALYSIS_STARTS = ("after_reference", "all")
 UNIVARIATE_METHODS = tuple(dict.fromkeys(CONTINUOUS_METHODS + CATEGORICAL_METHODS))
 PERFORMANCE_METRICS = (
     "roc_auc",
@@ -357,6 +359,9 @@ class RuleParams:
 class DriftParams:
     """The whole ``drift`` block. ``DriftParams()`` is the documented defaults."""
 
+    # Which logged records are analysed: those after the reference window (a model retrained on
+    # newer data does not re-judge the traffic it was trained on), or all of them.
+    analysis_start: str = _spec("after_reference", _choice(ANALYSIS_STARTS))
     chunking: ChunkingParams = field(default_factory=ChunkingParams, metadata=_NESTED)
     psi: PSIParams = field(default_factory=PSIParams, metadata=_NESTED)
     nannyml: NannyMLParams = field(default_factory=NannyMLParams, metadata=_NESTED)

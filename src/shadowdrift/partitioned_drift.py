@@ -57,6 +57,7 @@ from shadowdrift.frames import (
     partition_tasks,
     with_row_positions,
 )
+from shadowdrift.ground_truth import feedback_labels
 from shadowdrift.nannyml_drift import (
     MULTIVARIATE_COLUMNS,
     PERFORMANCE_COLUMNS,
@@ -95,9 +96,17 @@ def _latest(part: pd.DataFrame, id_column: str, order: list[str]) -> pd.DataFram
     return part.sort_values(order, kind="stable").drop_duplicates(id_column, keep="last")
 
 
+def _with_feedback(
+    part: pd.DataFrame, feedback: pd.DataFrame, target: str, as_of: pd.Timestamp | None
+) -> pd.DataFrame:
+    posted = feedback_labels(part, feedback, as_of)
+    return part.assign(**{target: posted.fillna(part[target])})
+
+
 def attach_ground_truth_partitioned(
     log: dd.DataFrame,
     raw_production: dd.DataFrame,
+    feedback: pd.DataFrame,
     schema: DataSchema,
     drift_labels: dict[str, Any],
 ) -> dd.DataFrame:
@@ -106,36 +115,43 @@ def attach_ground_truth_partitioned(
     A record logged more than once keeps its latest row (by ``logged_at, request_id,
     record_index``, as the pandas path): the log is shuffled by id so each id's rows meet in
     one partition. Labels are joined by id (as text) from ``raw_production``; the newest event
-    time (the default ``as_of``) is a lazy reduction, computed in the same pass. Rows are not
-    sorted (``compute_drift_partitioned`` orders what needs an order).
+    time (the default ``as_of``) is a lazy reduction, computed in the same pass. Labels posted
+    to ``POST /feedback`` (a small pandas table, sent to every partition) win where both exist.
+    Rows are not sorted (``compute_drift_partitioned`` orders what needs an order).
     """
     s = schema
     if s.id in log.columns:
         order = [c for c in LOG_ORDER if c in log.columns]
         log = log.shuffle(on=s.id).map_partitions(_latest, s.id, order, meta=log._meta)
+    as_of_given = (
+        pd.Timestamp(drift_labels["as_of"], tz="UTC") if drift_labels.get("as_of") else None
+    )
     if s.target not in raw_production.columns or s.id not in log.columns:
-        logger.info("No ground truth to join (no %s column in raw_production)", s.target)
-        return log.assign(**{s.target: np.nan})
-    truth = raw_production[[s.id, s.target]]
-    truth = truth.assign(**{_KEY: truth[s.id].astype(str)})[[_KEY, s.target]].rename(
-        columns={s.target: _LABEL}
-    )
-    joined = log.assign(**{_KEY: log[s.id].astype(str)}).merge(truth, on=_KEY, how="left")
-    as_of = (
-        pd.Timestamp(drift_labels["as_of"], tz="UTC")
-        if drift_labels.get("as_of")
-        else joined["event_time"].max()
-    )
-    delay = pd.Timedelta(days=float(drift_labels.get("delay_days", 0)))
-    arrived = joined["event_time"] <= as_of - delay
-    labels = joined[_LABEL].where(arrived).astype(float)
+        logger.info("raw_production has no %s column: labels come from feedback only", s.target)
+        labelled = log.assign(**{s.target: np.nan})
+    else:
+        truth = raw_production[[s.id, s.target]]
+        truth = truth.assign(**{_KEY: truth[s.id].astype(str)})[[_KEY, s.target]].rename(
+            columns={s.target: _LABEL}
+        )
+        joined = log.assign(**{_KEY: log[s.id].astype(str)}).merge(truth, on=_KEY, how="left")
+        as_of = as_of_given if as_of_given is not None else joined["event_time"].max()
+        delay = pd.Timedelta(days=float(drift_labels.get("delay_days", 0)))
+        arrived = joined["event_time"] <= as_of - delay
+        labels = joined[_LABEL].where(arrived).astype(float)
+        labelled = joined.assign(**{s.target: labels}).drop(columns=[_KEY, _LABEL])
     logger.info(
-        "Ground truth joined on the workers (as of %s, delay %s days); monitor_drift reports "
-        "how many labels arrived",
+        "Ground truth joined on the workers (%d feedback labels; raw_production as of %s, "
+        "delay %s days); monitor_drift reports how many labels arrived",
+        len(feedback),
         drift_labels.get("as_of") or "the newest event time",
         drift_labels.get("delay_days", 0),
     )
-    return joined.assign(**{s.target: labels}).drop(columns=[_KEY, _LABEL])
+    if feedback.empty:
+        return labelled
+    return labelled.map_partitions(
+        _with_feedback, feedback, s.target, as_of_given, meta=labelled._meta
+    )
 
 
 # --- per-partition counting ----------------------------------------------------------------------

@@ -11,10 +11,12 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
     # Starting from an empty Pipeline keeps kedro-mlflow's PipelineML out of first place in
     # the sum, which it does not support.
-    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    # `retraining` rewrites the model-input windows that data_engineering writes: it runs on
+    # its own (`kedro loop` runs it when drift says retrain), never inside the demo.
+    demo = {name: p for name, p in pipelines.items() if name != "retraining"}
+    pipelines["__default__"] = sum(demo.values(), Pipeline([]))
     # Everything but the simulator: the run for an environment with real data.
     pipelines["lifecycle"] = sum(
-        (p for name, p in pipelines.items() if name not in ("__default__", "simulation")),
-        Pipeline([]),
+        (p for name, p in demo.items() if name != "simulation"), Pipeline([])
     )
     return pipelines

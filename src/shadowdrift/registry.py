@@ -56,19 +56,19 @@ def version_for_alias(client: MlflowClient, name: str, alias: str) -> ModelVersi
 
 def move_alias(client: MlflowClient, name: str, alias: str, version: str) -> str | None:
     """Point ``alias`` at ``version``; remember the version it pointed at before. Returns that."""
-    previous = version_for_alias(client, name, alias)
-    if previous is not None and previous.version == str(version):
-        return previous.version
+    found = version_for_alias(client, name, alias)
+    # the SQL store gives versions as int, the REST store as str: compare as text
+    previous = str(found.version) if found is not None else None
+    if previous == str(version):
+        return previous
     if previous is not None:
-        client.set_registered_model_alias(name, f"previous_{alias}", previous.version)
+        client.set_registered_model_alias(name, f"previous_{alias}", previous)
     client.set_registered_model_alias(name, alias, str(version))
     client.set_model_version_tag(
-        name, str(version), f"{alias}_since_previous", previous.version if previous else "none"
+        name, str(version), f"{alias}_since_previous", previous if previous else "none"
     )
-    logger.info(
-        "%s@%s: version %s -> %s", name, alias, previous.version if previous else "none", version
-    )
-    return previous.version if previous else None
+    logger.info("%s@%s: version %s -> %s", name, alias, previous or "none", version)
+    return previous
 
 
 def describe_aliases(client: MlflowClient, name: str) -> dict[str, str]:

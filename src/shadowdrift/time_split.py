@@ -63,6 +63,7 @@ def split_by_time(
     train_end: str | None = None,
     test_end: str | None = None,
     min_rows: int = 1,
+    config_key: str = "data_engineering",
 ) -> TimeSplit:
     """Cut ``frame`` into [.., train_end), [train_end, test_end), [test_end, ..)."""
     if frame.empty:
@@ -71,30 +72,30 @@ def split_by_time(
     times = ordered[timestamp].to_numpy()
     if (train_end is None) != (test_end is None):
         raise SplitConfigError(
-            "data_engineering.split: set both train_end and test_end, or neither (to use fractions)"
+            f"{config_key}.split: set both train_end and test_end, or neither (to use fractions)"
         )
     if train_end is not None:
         try:
             t1, t2 = pd.Timestamp(train_end), pd.Timestamp(test_end)
         except (ValueError, TypeError) as exc:
             raise SplitConfigError(
-                f"data_engineering.split: train_end/test_end must be dates: {exc}"
+                f"{config_key}.split: train_end/test_end must be dates: {exc}"
             ) from exc
     else:
         if train_fraction is None or test_fraction is None:
-            raise SplitConfigError("data_engineering.split: set train_fraction and test_fraction")
+            raise SplitConfigError(f"{config_key}.split: set train_fraction and test_fraction")
         if not (
             0 < train_fraction < 1 and 0 < test_fraction < 1 and train_fraction + test_fraction < 1
         ):
             raise SplitConfigError(
-                "data_engineering.split: need 0 < train_fraction, 0 < test_fraction and "
+                f"{config_key}.split: need 0 < train_fraction, 0 < test_fraction and "
                 f"train_fraction + test_fraction < 1; got {train_fraction} and {test_fraction}"
             )
         t1 = _boundary(times, train_fraction)
         t2 = _boundary(times, train_fraction + test_fraction)
     if not t1 < t2:
         raise SplitConfigError(
-            f"data_engineering.split: the test window is empty (train_end {t1} is not before test_end {t2}); "
+            f"{config_key}.split: the test window is empty (train_end {t1} is not before test_end {t2}); "
             "too many rows share one timestamp, or the boundaries are in the wrong order"
         )
     t1_np, t2_np = np.datetime64(t1.to_datetime64()), np.datetime64(t2.to_datetime64())
@@ -111,7 +112,7 @@ def split_by_time(
         rows = len(getattr(split, name))
         if rows < min_rows:
             raise SplitConfigError(
-                f"the {name} window has {rows} rows, fewer than data_engineering.min_rows_per_window "
+                f"the {name} window has {rows} rows, fewer than {config_key}.min_rows_per_window "
                 f"({min_rows}); boundaries: train_end={t1}, test_end={t2}"
             )
     return split

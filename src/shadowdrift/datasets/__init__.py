@@ -1,5 +1,6 @@
 """Kedro datasets of this project (``type: shadowdrift.datasets.<Name>`` in the catalog)."""
 
+from .ground_truth_dataset import GroundTruthDataset
 from .prediction_log_dataset import PredictionLogDataset
 
-__all__ = ["PredictionLogDataset"]
+__all__ = ["GroundTruthDataset", "PredictionLogDataset"]

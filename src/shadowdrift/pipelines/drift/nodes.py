@@ -16,9 +16,11 @@ from mlflow import MlflowClient
 
 from shadowdrift import registry
 from shadowdrift.churn_model import LABEL, PROBABILITY
-from shadowdrift.drift_monitor import fit_reference, run_drift
+from shadowdrift.drift_monitor import fit_reference, records_after, reference_end, run_drift
+from shadowdrift.drift_params import DriftParams
 from shadowdrift.drift_report import build_figures, build_summary, render_html, to_jsonable
 from shadowdrift.frames import is_dask_frame
+from shadowdrift.ground_truth import feedback_labels
 from shadowdrift.partitioned_drift import (
     attach_ground_truth_partitioned,
     compute_drift_partitioned,
@@ -62,20 +64,24 @@ def score_reference_window(
 def attach_ground_truth(
     model_output_prediction_log: pd.DataFrame,
     raw_production: pd.DataFrame,
+    model_output_ground_truth: pd.DataFrame,
     schema: dict[str, Any],
     drift_labels: dict[str, Any],
 ) -> pd.DataFrame:
     """Prediction-log rows with the target joined where it has arrived (NaN elsewhere).
 
     A record scored more than once (batch inference re-run) counts once, with its latest score.
-    Labels come from ``raw_production``'s target column, joined by id; a label counts as
-    arrived when its record's event time is at least ``delay_days`` before ``as_of`` (default:
-    the newest event time in the log).
+    Labels come from two places: ``POST /feedback`` (the ground-truth log, joined by request id
+    and record index; arrived when received), and ``raw_production``'s target column, joined by
+    id, which counts as arrived when its record's event time is at least ``delay_days`` before
+    ``as_of`` (default: the newest event time in the log). Feedback wins where both exist.
     """
     s = parse_schema(schema)
     log = model_output_prediction_log
+    feedback = model_output_ground_truth
+    as_of = pd.Timestamp(drift_labels["as_of"], tz="UTC") if drift_labels.get("as_of") else None
     if is_dask_frame(log):
-        return attach_ground_truth_partitioned(log, raw_production, s, drift_labels)
+        return attach_ground_truth_partitioned(log, raw_production, feedback, s, drift_labels)
     if log.empty:
         logger.warning("The prediction log is empty: drift will report insufficient data")
         return log.assign(**{s.target: pd.Series(dtype=float)})
@@ -85,26 +91,27 @@ def attach_ground_truth(
         if len(log) < before:
             logger.info("%d re-scored records counted once (latest score kept)", before - len(log))
     log = log.sort_values("event_time", kind="stable").reset_index(drop=True)
-    if s.target not in raw_production.columns or s.id not in log.columns:
-        logger.info("No ground truth to join (no %s column in raw_production)", s.target)
-        return log.assign(**{s.target: float("nan")})
-    truth = raw_production[[s.id, s.target]].copy()
-    truth[s.id] = truth[s.id].astype(str)
-    labels = log[s.id].astype(str).map(truth.set_index(s.id)[s.target])
-    as_of = (
-        pd.Timestamp(drift_labels["as_of"], tz="UTC")
-        if drift_labels.get("as_of")
-        else log["event_time"].max()
-    )
-    arrived = log["event_time"] <= as_of - pd.Timedelta(
-        days=float(drift_labels.get("delay_days", 0))
-    )
-    log[s.target] = labels.where(arrived).astype(float)
+    posted = feedback_labels(log, feedback, as_of)
+    if s.target in raw_production.columns and s.id in log.columns:
+        truth = raw_production[[s.id, s.target]].copy()
+        truth[s.id] = truth[s.id].astype(str)
+        labels = log[s.id].astype(str).map(truth.set_index(s.id)[s.target])
+        cutoff = (as_of if as_of is not None else log["event_time"].max()) - pd.Timedelta(
+            days=float(drift_labels.get("delay_days", 0))
+        )
+        from_production = labels.where(log["event_time"] <= cutoff).astype(float)
+    else:
+        logger.info("raw_production has no %s column: labels come from feedback only", s.target)
+        from_production = pd.Series(float("nan"), index=log.index)
+    log[s.target] = posted.fillna(from_production)
     logger.info(
-        "Ground truth arrived for %d of %d logged records (as of %s, delay %s days)",
+        "Ground truth arrived for %d of %d logged records (%d from POST /feedback, "
+        "%d from raw_production as of %s with a %s-day delay)",
         int(log[s.target].notna().sum()),
         len(log),
-        as_of,
+        int(posted.notna().sum()),
+        int((posted.isna() & from_production.notna()).sum()),
+        as_of if as_of is not None else "the newest event time",
         drift_labels.get("delay_days", 0),
     )
     return log
@@ -121,6 +128,9 @@ def monitor_drift(
 ]:
     """PSI, NannyML, data quality, agreement, the decision, the report and MLflow metrics."""
     s = parse_schema(schema)
+    model_output_drift_analysis = _analysis_window(
+        model_output_drift_analysis, model_output_reference_predictions, s.timestamp, drift
+    )
     if is_dask_frame(model_output_drift_analysis):
         fitted = fit_reference(
             model_output_reference_predictions,
@@ -150,6 +160,28 @@ def monitor_drift(
     )
     metrics = _mlflow_metrics(results)
     return (to_jsonable(summary), decision, html, metrics, *(figures[name] for name in FIGURES))
+
+
+def _analysis_window(
+    analysis: Any, reference: pd.DataFrame, timestamp: str, drift: dict[str, Any]
+) -> Any:
+    """The logged records drift judges: by default only those newer than the reference window."""
+    if DriftParams.from_params(drift).analysis_start == "all":
+        return analysis
+    start = reference_end(reference, timestamp)
+    if is_dask_frame(analysis):
+        logger.info("Analysing logged records with event time after %s (the reference end)", start)
+        return records_after(analysis, start)
+    kept = records_after(analysis, start)
+    if len(kept) < len(analysis):
+        logger.info(
+            "%d of %d logged records are not newer than the reference window (ends %s) and are "
+            "not judged (drift.analysis_start: after_reference)",
+            len(analysis) - len(kept),
+            len(analysis),
+            start,
+        )
+    return kept.reset_index(drop=True)
 
 
 def _mlflow_metrics(results: Any) -> dict[str, Any]:

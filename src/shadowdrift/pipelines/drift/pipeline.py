@@ -22,6 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "model_output_prediction_log",
                     "raw_production",
+                    "model_output_ground_truth",
                     "params:schema",
                     "params:drift_labels",
                 ],
