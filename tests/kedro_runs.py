@@ -61,12 +61,24 @@ def run_kedro_cli(
     timeout: int = 600,
 ):
     """``kedro run ARGS`` in its own process, as a user runs it (MLflow runs are per process)."""
+    if params:
+        args = (*args, "--params", params_argument(params))
+    return kedro_command(project_path, "run", *args, env_vars=env_vars, timeout=timeout)
+
+
+def params_argument(params: dict[str, Any]) -> str:
+    """Nested parameters as the value of ``--params``: ``a.b=1,c=x``."""
+    return ",".join(f"{k}={v}" for k, v in _flatten(params).items())
+
+
+def kedro_command(
+    project_path: Path, *args: str, env_vars: dict[str, str] | None = None, timeout: int = 600
+):
+    """``kedro ARGS`` (run, or a project command) in the project, as a user runs it."""
     import subprocess
     import sys
 
-    command = [str(Path(sys.executable).with_name("kedro")), "run", *args]
-    if params:
-        command += ["--params", ",".join(f"{k}={v}" for k, v in _flatten(params).items())]
+    command = [str(Path(sys.executable).with_name("kedro")), *args]
     result = subprocess.run(
         command,
         cwd=project_path,

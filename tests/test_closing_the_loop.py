@@ -14,12 +14,12 @@ One story in a project copy, told by the commands a user runs (``kedro replay``,
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from shadowdrift.churn_model import load_churn_model
 from shadowdrift.prediction_log import read_prediction_log
 from tests.conftest import copy_project
-from tests.kedro_runs import _flatten, _subprocess_environment, run_kedro_cli
+from tests.kedro_runs import kedro_command, params_argument, run_kedro_cli
 from tests.pipelines.test_packaging import environment, latest, mlflow_at
 from tests.test_serving_service_e2e import TOKEN, running_server
 
@@ -74,29 +74,14 @@ def _aliases(project: Path) -> dict[str, str]:
     return {k: str(v) for k, v in _client(project).get_registered_model(MODEL).aliases.items()}
 
 
-def _kedro(project: Path, home: Path, *args: str, timeout: int = 900) -> str:
+def _kedro(project: Path, home: Path, *args: str) -> str:
     """A project command (``kedro replay|loop|rollback``) as a user runs it; its stdout."""
-    command = [str(Path(sys.executable).with_name("kedro")), *args]
-    result = subprocess.run(
-        command,
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=_subprocess_environment(
-            {"BENTOML_HOME": str(home), "SHADOWDRIFT_RELOAD_TOKEN": TOKEN, "COLUMNS": "200"}
-        ),
-    )
-    if result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
-        )
-    return result.stdout
+    env = {"BENTOML_HOME": str(home), "SHADOWDRIFT_RELOAD_TOKEN": TOKEN, "COLUMNS": "200"}
+    return kedro_command(project, *args, env_vars=env, timeout=900).stdout
 
 
 def _params() -> str:
-    return ",".join(f"{k}={v}" for k, v in _flatten(PARAMS).items())
+    return params_argument(PARAMS)
 
 
 def _replay(project: Path, home: Path, url: str) -> dict[str, Any]:
@@ -124,6 +109,48 @@ def _wait_for_labels(project: Path, expected: int, timeout: float = 10.0) -> Non
             return
         time.sleep(0.25)
     raise AssertionError(f"fewer than {expected} labels reached the ground-truth log")
+
+
+def _live_record(project: Path) -> dict[str, Any]:
+    production = pd.read_parquet(project / "data/01_raw/production.parquet").head(1)
+    record = json.loads(production.drop(columns=["churned"]).to_json(orient="records"))[0]
+    record["event_time"] = str(production["event_time"].iloc[0])
+    return record
+
+
+class LiveTraffic:
+    """Requests, one after another, while the loop runs: (status, champion version) in order."""
+
+    def __init__(self, url: str, record: dict[str, Any]):
+        self.url, self.record = url, record
+        self.answers: list[tuple[int, str | None, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._send, daemon=True)
+
+    def _send(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self._stop.is_set():
+                request_id = f"live-{len(self.answers):05d}"
+                response = client.post(
+                    "/predict",
+                    json={"records": [self.record]},
+                    headers={"X-Request-ID": request_id},
+                )
+                version = (
+                    response.json()["predictions"][0]["model_version"]
+                    if response.status_code == 200
+                    else None
+                )
+                self.answers.append((response.status_code, version, request_id))
+                time.sleep(0.02)
+
+    def __enter__(self) -> LiveTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +188,10 @@ def story(tmp_path_factory) -> dict[str, Any]:
             project, facts["none_replay"]["labels_posted"] + facts["drift_replay"]["labels_posted"]
         )
         loop_started = time.perf_counter()
-        _kedro(project, home, "loop", "--url", server.url, "--params", _params())
+        with LiveTraffic(server.url, _live_record(project)) as live:
+            _kedro(project, home, "loop", "--url", server.url, "--params", _params())
+            time.sleep(0.5)  # a few answers after the reload
+        facts["live"] = live.answers
         facts["loop_seconds"] = time.perf_counter() - loop_started
         facts["drift_loop"] = _last_record(project, "loop")
         facts["serving_after_loop"] = server.get("/model_info").json()["champion"]["model_version"]
@@ -225,6 +255,18 @@ def test_a_new_champion_passed_the_gate_and_the_service_answers_with_it(story):
     assert set(log.loc[log["request_id"] == "post-drift-check", "champion_model_version"]) == {new}
     replayed = log[log["request_id"].str.startswith("replay-")]
     assert set(replayed["champion_model_version"]) == {story["first_champion"]}
+
+
+def test_the_switch_has_no_downtime_and_the_log_follows_it(story):
+    answers = story["live"]
+    assert len(answers) > 50
+    assert {status for status, _, _ in answers} == {200}
+    versions = [version for _, version, _ in answers]
+    old, new = story["first_champion"], str(story["drift_loop"]["champion_after"])
+    switch = versions.index(new)
+    assert set(versions[:switch]) == {old} and set(versions[switch:]) == {new}
+    logged = story["log"].set_index("request_id")["champion_model_version"]
+    assert all(logged[request_id] == version for _, version, request_id in answers)
 
 
 def test_the_new_champion_is_better_on_post_drift_data(story):
