@@ -41,7 +41,14 @@ from shadowdrift.frames import (
     partition_tasks,
     with_row_positions,
 )
-from shadowdrift.schema import DataSchema, DataValidationError, build_pandera_schema
+from shadowdrift.schema import (
+    DataSchema,
+    DataValidationError,
+    build_pandera_schema,
+    failed_rule_line,
+    missing_column_line,
+    validation_message,
+)
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -312,7 +319,7 @@ def _message(
     max_examples: int,
 ) -> str:
     """The text ``schema.validate_frame`` raises, built from merged counts and examples."""
-    lines = [f"  - required column {column!r} is missing" for column in problems.missing_columns]
+    lines = [missing_column_line(column) for column in problems.missing_columns]
     keys = _drop_cascading(list(problems.counts))
     rank = {key: i for i, key in enumerate(order)}
     # Problems pandera did not report on the examples keep their merged order, after the rest.
@@ -333,12 +340,8 @@ def _message(
         texts = [
             _example_text(row, id_col, has_id) for _, row in group.head(max_examples).iterrows()
         ]
-        n = problems.counts[key]
-        rows = "row" if n == 1 else "rows"
-        lines.append(
-            f"  - column {column!r} failed rule {check!r} in {n} {rows}; e.g. " + "; ".join(texts)
-        )
-    return f"{dataset} does not match the schema ({len(lines)} problem(s)):\n" + "\n".join(lines)
+        lines.append(failed_rule_line(column, check, problems.counts[key], texts))
+    return validation_message(dataset, lines)
 
 
 def _coerce(part: pd.DataFrame, pandera_schema: pa.DataFrameSchema) -> pd.DataFrame:

@@ -237,17 +237,32 @@ def _drop_cascading_failures(failures: pd.DataFrame) -> pd.DataFrame:
     return failures[keep]
 
 
+def missing_column_line(column: str) -> str:
+    """One line of a validation message: a required column is absent."""
+    return f"  - required column {column!r} is missing"
+
+
+def failed_rule_line(column: Any, check: Any, n_rows: int, examples: list[str]) -> str:
+    """One line of a validation message: a rule broken in ``n_rows`` rows, with examples."""
+    rows = "row" if n_rows == 1 else "rows"
+    return f"  - column {column!r} failed rule {check!r} in {n_rows} {rows}; e.g. " + "; ".join(
+        examples
+    )
+
+
+def validation_message(dataset: str, lines: list[str]) -> str:
+    """The text of ``DataValidationError`` (the same on the pandas and the Dask path)."""
+    return f"{dataset} does not match the schema ({len(lines)} problem(s)):\n" + "\n".join(lines)
+
+
 def _format_failures(
     dataset: str, failures: pd.DataFrame, frame: pd.DataFrame, id_col: str, max_rows: int
 ) -> str:
-    lines = []
     failures = _drop_cascading_failures(failures)
     missing = failures["check"] == "column_in_dataframe"
-    for column in failures.loc[missing, "failure_case"]:
-        lines.append(f"  - required column {column!r} is missing")
+    lines = [missing_column_line(column) for column in failures.loc[missing, "failure_case"]]
     groups = failures[~missing].groupby(["column", "check"], sort=False, dropna=False)
     for (column, check), group in groups:
-        n = len(group)
         examples = []
         for _, row in group.head(max_rows).iterrows():
             index = row["index"]
@@ -260,12 +275,8 @@ def _format_failures(
                 examples.append(f"row {index}: {value!r}")
             else:
                 examples.append(repr(value))
-        rows = "row" if n == 1 else "rows"
-        lines.append(
-            f"  - column {column!r} failed rule {check!r} in {n} {rows}; e.g. "
-            + "; ".join(examples)
-        )
-    return f"{dataset} does not match the schema ({len(lines)} problem(s)):\n" + "\n".join(lines)
+        lines.append(failed_rule_line(column, check, len(group), examples))
+    return validation_message(dataset, lines)
 
 
 def validate_frame(
