@@ -14,6 +14,7 @@ Needs champion and challenger in the BentoML model store: ``kedro run --pipeline
     .venv/bin/python benchmarks/bench_service.py --modes thread service --rounds 6
     .venv/bin/python benchmarks/bench_service.py --modes thread-2workers   # two worker processes
     .venv/bin/python benchmarks/bench_service.py --model-formats   # pickle vs bentoml.mlflow
+    .venv/bin/python benchmarks/bench_service.py --batch-profile   # CPU per step of a batch
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ def free_port() -> int:
 class Server:
     name: str
     overrides: dict
+    # another checkout of the project to serve (code and conf/base), e.g. an older commit
+    source: Path | None = None
     port: int = 0
     process: subprocess.Popen | None = None
     workdir: Path | None = None
@@ -108,12 +111,13 @@ class Server:
 
     def start(self, bentoml_home: str | None, root: Path) -> None:
         self.workdir = root / self.name
+        project = self.source or PROJECT
         conf = self.workdir / "conf"
-        shutil.copytree(PROJECT / "conf" / "base", conf / "base")
+        shutil.copytree(project / "conf" / "base", conf / "base")
         (conf / "local").mkdir(parents=True)
         # Kedro replaces a whole top-level key from another environment (destructive merge),
         # so the override carries the full `serving` section.
-        base = yaml.safe_load((PROJECT / "conf/base/parameters_serving.yml").read_text())
+        base = yaml.safe_load((project / "conf/base/parameters_serving.yml").read_text())
         (conf / "local" / "parameters_serving.yml").write_text(
             yaml.safe_dump({"serving": deep_merge(base["serving"], self.overrides)})
         )
@@ -126,12 +130,17 @@ class Server:
         }
         if bentoml_home:
             env["BENTOML_HOME"] = bentoml_home
+        if self.source is not None:
+            # ahead of the editable install of this checkout
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(self.source / "src"), os.environ.get("PYTHONPATH")])
+            )
         self.log = self.workdir / "serve.log"
         bentoml = Path(sys.executable).with_name("bentoml")
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
                 [str(bentoml), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=PROJECT,
+                cwd=project,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -152,6 +161,21 @@ class Server:
                 pass
             time.sleep(0.5)
         raise RuntimeError(f"{self.name}: not ready after {timeout} s; see {self.log}")
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time (user + system) used so far by the server's processes, and by their main
+        threads (in a worker: the event loop, which reads, scores and answers each request)."""
+        assert self.process is not None
+        parent = psutil.Process(self.process.pid)
+        total = main = 0.0
+        for process in [parent, *parent.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+                for thread in process.threads():
+                    if thread.id == process.pid:
+                        main += thread.user_time + thread.system_time
+        return total, main
 
     def rss_mb(self) -> tuple[float, float]:
         """(all processes of the server, the largest single process) resident memory in MB."""
@@ -225,6 +249,8 @@ class Result:
     elapsed: float = 0.0
     requests: int = 0
     records: int = 0
+    server_cpu_s: float = 0.0  # the server's processes, over the scenario's rounds
+    main_thread_cpu_s: float = 0.0  # their main threads (the workers' event loops)
 
     def add(self, other: Result) -> None:
         self.latencies += other.latencies
@@ -272,7 +298,7 @@ class Scenario:
 SCENARIOS = (
     Scenario("single record, concurrency 1", 1, 1, 1500),
     Scenario("single record, concurrency 8", 8, 1, 3000),
-    Scenario("batches of 1,000, concurrency 2", 2, 1000, 40),
+    Scenario("batches of 1,000, concurrency 2", 2, 1000, 120),
 )
 
 
@@ -295,6 +321,8 @@ def measure(
         warm = bodies[: max(2, len(bodies) // 10)]
         for server in servers:
             run_load(server.port, warm, scenario.concurrency, scenario.batch)
+        time.sleep(1.5)  # the warm-up's log flush and shadow work
+        cpu_before = {server.name: server.cpu_seconds() for server in servers}
         for index in range(rounds):
             # alternate the order so neither configuration always goes first
             order = servers if index % 2 == 0 else list(reversed(servers))
@@ -302,6 +330,12 @@ def measure(
                 result = run_load(server.port, bodies, scenario.concurrency, scenario.batch)
                 results[server.name].setdefault(scenario.name, Result()).add(result)
             time.sleep(0.5)  # let the shadow queues drain between rounds
+        time.sleep(1.5)  # the last round's log flush
+        for server in servers:
+            total, main = server.cpu_seconds()
+            result = results[server.name][scenario.name]
+            result.server_cpu_s = total - cpu_before[server.name][0]
+            result.main_thread_cpu_s = main - cpu_before[server.name][1]
     return results
 
 
@@ -320,30 +354,48 @@ def report(
     servers: list[Server],
     results: dict[str, dict[str, Result]],
     rss: dict[str, tuple[float, float]],
+    load_before: tuple[float, float, float],
 ) -> None:
     load = os.getloadavg()
     print(
         f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        f"Python {platform.python_version()}; load average (1, 5, 15 min) before the run "
+        f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+        f"after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print(
-        "\n| configuration | scenario | requests | p50 ms | p95 ms | p99 ms | requests/s | records/s | errors |"
+        "\n| configuration | scenario | requests | p50 ms | p95 ms | p99 ms | requests/s | records/s "
+        "| server CPU ms per 1,000 records | errors |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for server in servers:
         for scenario in SCENARIOS:
             r = results[server.name][scenario.name]
             print(
                 f"| {server.name} | {scenario.name} | {r.requests} | {r.pct(50):.2f} | {r.pct(95):.2f} | "
-                f"{r.pct(99):.2f} | {r.requests / r.elapsed:,.0f} | {r.records / r.elapsed:,.0f} | {len(r.errors)} |"
+                f"{r.pct(99):.2f} | {r.requests / r.elapsed:,.0f} | {r.records / r.elapsed:,.0f} | "
+                f"{1e6 * r.server_cpu_s / r.records:.1f} | {len(r.errors)} |"
             )
+    batches = SCENARIOS[-1]
+    print(
+        f"\n{batches.name}: | configuration | server CPU ms per 1,000 records | of which the "
+        "main threads (event loops) | other threads (shadow, log flush, ...) |"
+    )
+    print("|---|---:|---:|---:|")
+    for server in servers:
+        r = results[server.name][batches.name]
+        total, main = 1e6 * r.server_cpu_s / r.records, 1e6 * r.main_thread_cpu_s / r.records
+        print(f"| {server.name} | {total:.1f} | {main:.1f} | {total - main:.1f} |")
     print("\n| configuration | RSS all processes (MB) | largest process (MB) |")
     print("|---|---:|---:|")
     for server in servers:
         total, largest = rss[server.name]
         print(f"| {server.name} | {total:.0f} | {largest:.0f} |")
-    base = servers[-1].name
-    for server in servers[:-1]:
+    for server in servers:
+        # each shadow configuration against shadow off of the same code
+        base = "before shadow-off" if server.name.startswith("before ") else "shadow-off"
+        if server.name == base:
+            continue
         for scenario in SCENARIOS[:2]:
             ratio = results[server.name][scenario.name].pct(50) / results[base][scenario.name].pct(
                 50
@@ -360,10 +412,18 @@ CONFIGURATIONS = {
 
 
 def run_service_benchmark(args: argparse.Namespace) -> None:
+    load_before = os.getloadavg()
     records = make_records(6000)
     root = Path(tempfile.mkdtemp(prefix="bench-service-"))
     names = [*(f"shadow-{m}" for m in args.modes), "shadow-off"]
     servers = [Server(name, CONFIGURATIONS[name.removeprefix("shadow-")]) for name in names]
+    if args.baseline:
+        # the same configurations served from the other checkout, measured in the same rounds
+        baseline = Path(args.baseline).resolve()
+        servers = [
+            *(Server(f"before {s.name}", s.overrides, source=baseline) for s in servers),
+            *servers,
+        ]
     try:
         for server in servers:
             server.start(args.bentoml_home, root)
@@ -373,7 +433,7 @@ def run_service_benchmark(args: argparse.Namespace) -> None:
         rss = {server.name: server.rss_mb() for server in servers}
         for server in servers:
             print(server.name, shadow_counts(server))
-        report(servers, results, rss)
+        report(servers, results, rss, load_before)
     finally:
         for server in servers:
             server.stop()
@@ -512,6 +572,241 @@ def run_model_formats(args: argparse.Namespace) -> None:
     shutil.rmtree(home, ignore_errors=True)
 
 
+# ------------------------------------------------------------------------------------------
+# Where the CPU of a 1,000-record batch goes (in-process, no HTTP)
+# ------------------------------------------------------------------------------------------
+
+
+def _median_cpu_ms(call, repeats: int, prepare=None) -> float:
+    """Median CPU time (this process) of ``call(prepare())`` in ms; one warm-up call."""
+    times = []
+    for _ in range(repeats + 1):
+        argument = prepare() if prepare is not None else None
+        started = time.process_time()
+        call(argument)
+        times.append(time.process_time() - started)
+    return statistics.median(times[1:]) * 1000
+
+
+class _CollectingShadow:
+    """Stands in for the shadow thread: keeps the jobs, so that their cost is measured apart."""
+
+    remote = False
+
+    def __init__(self) -> None:
+        self.jobs: list = []
+
+    def offer(self, job) -> str:
+        self.jobs.append(job)
+        return "queued"
+
+    def stop(self, grace_s: float) -> None:
+        self.jobs.clear()
+
+
+def _profile_core(root: Path):
+    """A ServingCore on the store's models, its shadow jobs collected, its writer unused."""
+    import dataclasses
+
+    from prometheus_client import CollectorRegistry
+
+    from shadowdrift.prediction_log import LogSchema, PredictionLogWriter
+    from shadowdrift.schema import parse_schema
+    from shadowdrift.serving.config import load_serving_settings
+    from shadowdrift.serving.core import ServingCore, load_bundle
+    from shadowdrift.serving.metrics import ServingMetrics
+
+    settings = load_serving_settings(PROJECT)
+    sys.setswitchinterval(settings.gil_switch_interval_s)
+    settings = dataclasses.replace(
+        settings,
+        prediction_log=dataclasses.replace(settings.prediction_log, path=root / "log"),
+        ground_truth=dataclasses.replace(settings.ground_truth, path=root / "labels"),
+    )
+    # no background flush: its CPU would count in the steps measured
+    writer = PredictionLogWriter(
+        root / "log",
+        LogSchema.from_data_schema(parse_schema(settings.schema)),
+        flush_interval_s=None,
+    )
+    core = ServingCore(
+        settings,
+        metrics=ServingMetrics(CollectorRegistry()),
+        shadow_runner=_CollectingShadow(),
+        log_writer=writer,
+    )
+    core.install(load_bundle(settings))
+    import gc
+
+    gc.collect()
+    gc.freeze()  # as the service does after loading (service.py, _freeze_heap)
+    return core
+
+
+def _profile_request(core, body: bytes, repeats: int) -> list[tuple[str, float]]:
+    import orjson
+    from pydantic import BaseModel
+
+    class PydanticBody(BaseModel):  # how BentoML parses a `records: Any` input
+        records: object
+
+    def parse(_=None):
+        return orjson.loads(body)["records"]
+
+    def pydantic_parse(_=None):
+        return PydanticBody.model_validate_json(body).records
+
+    validate = core.validator.validate
+    validated = validate(parse())
+    champion = core.bundle.champion.scorer
+    challenger = core.bundle.challenger.scorer if core.bundle.challenger else None
+    arrays = (validated.numeric, validated.categorical)
+    rows = [
+        ("JSON parse: BentoML's pydantic (before)", _median_cpu_ms(pydantic_parse, repeats)),
+        ("JSON parse: orjson (`PredictInput`)", _median_cpu_ms(parse, repeats)),
+        (
+            "validation of pydantic-parsed records (before)",
+            _median_cpu_ms(validate, repeats, pydantic_parse),
+        ),
+        ("validation of orjson-parsed records", _median_cpu_ms(validate, repeats, parse)),
+        (
+            f"champion ({champion.path}): predict_probability",
+            _median_cpu_ms(lambda _: champion.predict_probability(*arrays), repeats),
+        ),
+        (
+            "`ServingCore.predict` in all (validation, champion, answer, metrics, log columns)",
+            _median_cpu_ms(core.predict, repeats, parse),
+        ),
+    ]
+    if challenger is not None:
+        rows.append(
+            (
+                f"shadow: challenger ({challenger.path}) predict_probability",
+                _median_cpu_ms(lambda _: challenger.predict_probability(*arrays), repeats),
+            )
+        )
+    return rows
+
+
+def _profile_log(core, body: bytes, repeats: int, root: Path) -> list[tuple[str, float]]:
+    """The log of ten finished requests, flushed ten at a time, as records and as columns.
+
+    Works on older checkouts too (``PYTHONPATH=<checkout>/src``), whose service logged records
+    only: the columns row is then left out.
+    """
+    import orjson
+
+    from shadowdrift.prediction_log import PredictionLogWriter
+    from shadowdrift.serving.shadow import OK, ShadowResult
+
+    shadow = core.shadow_runner
+    shadow.jobs.clear()
+    for _ in range(10):
+        core.predict(orjson.loads(body)["records"])
+    logs = [job.payload[0] for job in shadow.jobs]
+    probability, label = np.full(1000, 0.25), np.zeros(1000, dtype=np.int64)
+    challenger = {
+        "challenger_status": OK,
+        "challenger_probability": probability,
+        "challenger_label": label,
+        "challenger_model_version": "2",
+        "challenger_latency_ms": 5.0,
+    }
+
+    def as_records(_=None) -> list[list[dict]]:
+        """What the service hands to ``append``: the request's dicts, completed."""
+        out = []
+        for log in logs:
+            if isinstance(log, dict):  # columns: one dict per record
+                columns = {**log, **challenger}
+                lists = {
+                    k: v.tolist() if isinstance(v, np.ndarray) else v
+                    for k, v in columns.items()
+                    if isinstance(v, list | np.ndarray)
+                }
+                constants = {k: v for k, v in columns.items() if k not in lists}
+                out.append(
+                    [{**constants, **{k: v[i] for k, v in lists.items()}} for i in range(1000)]
+                )
+                continue
+            values = zip(probability.tolist(), label.tolist(), strict=True)
+            out.append(
+                [
+                    {**record, **challenger, "challenger_probability": p, "challenger_label": y}
+                    for record, (p, y) in zip(log, values, strict=True)
+                ]
+            )
+        return out
+
+    options = {"flush_interval_s": None, "flush_records": 100_000}
+    by_records = PredictionLogWriter(root / "records", core.log_schema, **options)
+
+    def log_records(batches: list[list[dict]]) -> None:
+        for batch in batches:
+            by_records.append(batch)
+        by_records.flush()
+
+    finish = [(shadow.jobs[0], ShadowResult(OK, probability, label, 5.0))]
+    rows = [
+        (
+            "shadow: `finish_shadow` (challenger columns, metrics)",
+            _median_cpu_ms(lambda _: core.finish_shadow(finish), repeats),
+        ),
+        (
+            "prediction log as records: `append` + flush",
+            _median_cpu_ms(log_records, repeats, as_records) / 10,
+        ),
+    ]
+    by_records.close()
+    if hasattr(PredictionLogWriter, "append_columns") and isinstance(logs[0], dict):
+        by_columns = PredictionLogWriter(root / "columns", core.log_schema, **options)
+
+        def log_columns(batches: list[dict]) -> None:
+            for batch in batches:
+                by_columns.append_columns(batch)
+            by_columns.flush()
+
+        rows.append(
+            (
+                "prediction log as columns: `append_columns` + flush",
+                _median_cpu_ms(
+                    log_columns, repeats, lambda: [{**log, **challenger} for log in logs]
+                )
+                / 10,
+            )
+        )
+        by_columns.close()
+    return rows
+
+
+def run_batch_profile(args: argparse.Namespace) -> None:
+    """CPU per 1,000-record batch, step by step, with the store's champion and challenger.
+
+    In this process, one thread, ``OMP_NUM_THREADS=1``, the service's GIL switch interval;
+    each figure is the median of ``--repeats`` runs. HTTP and BentoML's own handling are not
+    in it (the service benchmark measures the whole).
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    root = Path(tempfile.mkdtemp(prefix="bench-batch-profile-"))
+    body = json.dumps({"records": make_records(1000)}).encode()
+    load = os.getloadavg()
+    try:
+        core = _profile_core(root)
+        rows = _profile_request(core, body, args.repeats)
+        rows += _profile_log(core, body, args.repeats, root)
+        core.close(grace_s=0.1)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    loads = f"{load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    print(f"\nCPU per 1,000-record batch, median of {args.repeats}; load average {loads}")
+    print("\n| step | CPU ms per 1,000 records |\n|---|---:|")
+    for name, value in rows:
+        print(f"| {name} | {value:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -526,12 +821,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per scenario")
     parser.add_argument("--bentoml-home", default=None, help="model store to serve from")
     parser.add_argument("--keep", action="store_true", help="keep the servers' work directories")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="a checkout of an older commit (git archive REF | tar -x -C DIR): its code and "
+        "conf/base are served too, as 'before ...' configurations in the same rounds",
+    )
     parser.add_argument("--model-formats", action="store_true", help="compare model store formats")
+    parser.add_argument(
+        "--batch-profile",
+        action="store_true",
+        help="CPU per step of a 1,000-record batch, in-process (no HTTP)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=30, help="repeats per step (--batch-profile)"
+    )
     args = parser.parse_args(argv)
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     if args.model_formats:
         run_model_formats(args)
+    elif args.batch_profile:
+        run_batch_profile(args)
     else:
         run_service_benchmark(args)
 

@@ -10,9 +10,11 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -72,6 +74,33 @@ def make_record(request_id: str, index: int = 0, status: str = "ok") -> dict[str
             challenger_model_version="challenger-1",
         )
     return record
+
+
+# Columns that hold one value for a whole block when the service logs it column by column.
+CONSTANT_COLUMNS = (
+    "champion_model_version",
+    "champion_latency_ms",
+    "challenger_status",
+    "challenger_model_version",
+    "challenger_latency_ms",
+)
+
+
+def columns_of(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The records as ``append_columns`` takes them, laid out as the service lays them out:
+    numbers as numpy arrays (NaN for a missing one), one value for the block's constants."""
+    columns: dict[str, Any] = {}
+    for key in records[0]:
+        values = [record.get(key) for record in records]
+        if key in CONSTANT_COLUMNS and len(set(values)) == 1:
+            columns[key] = values[0]
+        elif key in NUMERIC_FEATURES or key == "champion_probability":
+            columns[key] = np.array([np.nan if v is None else v for v in values], dtype=float)
+        elif key in ("record_index", "champion_label"):
+            columns[key] = np.array(values, dtype=np.int64)
+        else:
+            columns[key] = values
+    return columns
 
 
 def keys(frame: pd.DataFrame) -> list[tuple[str, int]]:
@@ -197,14 +226,18 @@ KILLED_WRITER = textwrap.dedent(
     import sys, time
     from shadowdrift.prediction_log import LogSchema, PredictionLogWriter
     sys.path.insert(0, {tests!r})
-    from test_prediction_log import SCHEMA, make_record
+    from test_prediction_log import SCHEMA, columns_of, make_record
 
     writer = PredictionLogWriter({path!r}, SCHEMA, flush_interval_s=0.2)
     appended = 0
     stop = time.monotonic() + 30  # never outlive a failed test
     while time.monotonic() < stop:
-        writer.append([make_record(f"{{appended + i:08d}}") for i in range(20)])
-        appended += 20
+        records = [make_record(f"{{appended + i:08d}}") for i in range({batch})]
+        if {columns}:
+            writer.append_columns(columns_of(records))
+        else:
+            writer.append(records)
+        appended += {batch}
         sys.stdout.write(f"{{writer.records_appended}} {{writer.records_flushed}}\\n")
         sys.stdout.flush()
         time.sleep(0.002)
@@ -212,9 +245,14 @@ KILLED_WRITER = textwrap.dedent(
 )
 
 
-def test_kill_9_loses_at_most_the_unflushed_records(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("columns", "batch"), [(False, 20), (True, 40)], ids=["append", "columns"])
+def test_kill_9_loses_at_most_the_unflushed_records(
+    tmp_path: Path, columns: bool, batch: int
+) -> None:
     log = tmp_path / "log"
-    script = KILLED_WRITER.format(path=str(log), tests=str(Path(__file__).parent))
+    script = KILLED_WRITER.format(
+        path=str(log), tests=str(Path(__file__).parent), columns=columns, batch=batch
+    )
     process = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -253,7 +291,7 @@ def test_kill_9_loses_at_most_the_unflushed_records(tmp_path: Path) -> None:
     read = len(frame)
     assert read >= flushed
     # At most one more batch can have been appended after the last line was printed.
-    assert read <= appended + 20
+    assert read <= appended + batch
     # A single thread appends in order, so what survives is a prefix of what was appended:
     # nothing duplicated, nothing out of order, only the tail (the unflushed records) lost.
     assert sorted(frame["request_id"]) == [f"{i:08d}" for i in range(read)]
@@ -385,6 +423,158 @@ def test_malformed_records(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> 
     assert list(read_prediction_log(tmp_path)["request_id"]) == ["good"]
     assert "'bad'" in caplog.text and "twelve" in caplog.text
     assert "challenger_probability is set although challenger_status is not 'ok'" in caplog.text
+
+
+def requests_for_columns() -> list[list[dict[str, Any]]]:
+    """Requests of 40 records with every kind of value the service logs."""
+    plus_two = timezone(timedelta(hours=2))
+    requests = []
+    for number, status in enumerate(plog.CHALLENGER_STATUSES):
+        records = [make_record(f"req-{number}", i, status) for i in range(40)]
+        for i, record in enumerate(records):
+            record[NUMERIC_FEATURES[1]] = None if i % 5 == 0 else record[NUMERIC_FEATURES[1]]
+            record[CATEGORICAL_FEATURES[0]] = None if i % 7 == 0 else "unseen-value"
+            # the service hands over parsed datetimes; aware ones in any zone, naive means UTC
+            if number == 1:
+                record["event_time"] = datetime(2025, 3, 1, 14, 0, tzinfo=plus_two)
+            elif number == 2:
+                record["event_time"] = datetime(2025, 3, 1, 12, 0)
+            if number == 3:
+                record[ID_COLUMN] = None if i % 2 else f"c-{i}"
+        requests.append(records)
+    return requests
+
+
+@pytest.mark.parametrize("columns_min_records", [0, plog.COLUMNS_MIN_RECORDS, 1000])
+def test_append_columns_logs_what_append_logs(tmp_path: Path, columns_min_records: int) -> None:
+    by_records, by_columns = tmp_path / "records", tmp_path / "columns"
+    writers = (
+        PredictionLogWriter(by_records, SCHEMA, flush_interval_s=None, flush_records=70),
+        PredictionLogWriter(
+            by_columns,
+            SCHEMA,
+            flush_interval_s=None,
+            flush_records=70,
+            columns_min_records=columns_min_records,
+        ),
+    )
+    for number, records in enumerate(requests_for_columns()):
+        writers[0].append(records)
+        writers[1].append_columns(columns_of(records))
+        if number == 2:
+            for writer in writers:
+                writer.flush()
+    for writer in writers:
+        writer.close()
+    logs = [
+        read_prediction_log(path).sort_values(["request_id", "record_index"], ignore_index=True)
+        for path in (by_records, by_columns)
+    ]
+    assert len(logs[1]) == 200 and writers[1].records_flushed == 200
+    assert_documented_layout(logs[1])
+    pd.testing.assert_frame_equal(
+        logs[0].drop(columns="logged_at"), logs[1].drop(columns="logged_at")
+    )
+    log = logs[1]
+    assert log["event_time"].eq(pd.Timestamp("2025-03-01T12:00:00Z")).all()
+    assert log.loc[log["request_id"] == "req-0", ID_COLUMN].tolist() == [
+        str(1000 + i) for i in range(40)
+    ]
+    ids = log.loc[log["request_id"] == "req-3", ID_COLUMN]
+    assert ids.tolist() == [None if i % 2 else f"c-{i}" for i in range(40)]
+    assert log[NUMERIC_FEATURES[1]].isna().sum() == 40
+    for path in (by_columns,):
+        for part in list_part_files(path):
+            assert pq.ParquetFile(part).metadata.num_rows <= 70
+
+
+def test_append_columns_refuses_a_malformed_block_whole(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=None)
+    good = columns_of([make_record("r", i) for i in range(40)])
+    with pytest.raises(ValueError, match=r"lack.*champion_label"):
+        writer.append_columns({k: v for k, v in good.items() if k != "champion_label"})
+    with pytest.raises(ValueError, match="lengths"):
+        writer.append_columns(good | {"champion_probability": np.zeros(39)})
+    with pytest.raises(ValueError, match="challenger_status"):
+        writer.append_columns(good | {"challenger_status": "busy"})
+    with pytest.raises(ValueError, match="challenger_status"):
+        writer.append_columns(good | {"challenger_status": ["ok"] * 39 + ["busy"]})
+    scalars = {k: (v[0] if isinstance(v, list | np.ndarray) else v) for k, v in good.items()}
+    with pytest.raises(ValueError, match="n_records"):
+        writer.append_columns(scalars)
+    assert writer.records_appended == 0
+    writer.append_columns(scalars, n_records=3)  # every record the same values
+    writer.append_columns(scalars | {"champion_probability": []})  # no record: nothing to log
+    writer.close()
+    assert writer.records_appended == writer.records_flushed == 3
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.append_columns(good)
+
+
+def test_malformed_values_in_a_block_reject_only_those_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=None)
+    wrong_type = columns_of([make_record("wrong-type", i) for i in range(40)])
+    wrong_type[NUMERIC_FEATURES[0]] = [float(i) for i in range(40)]
+    wrong_type[NUMERIC_FEATURES[0]][5] = "twelve"
+    missing_output = columns_of([make_record("missing-output", i) for i in range(40)])
+    missing_output["challenger_probability"] = np.array([0.5] * 39 + [np.nan])
+    fine = columns_of([make_record("fine", i) for i in range(40)])
+    for block in (wrong_type, missing_output, fine):
+        writer.append_columns(block)
+    writer.close()
+    assert writer.records_rejected == 2
+    log = read_prediction_log(tmp_path)
+    assert log.groupby("request_id").size().to_dict() == {
+        "fine": 40,
+        "missing-output": 39,
+        "wrong-type": 39,
+    }
+    assert 5 not in log.loc[log["request_id"] == "wrong-type", "record_index"].tolist()
+    assert "'wrong-type'" in caplog.text and "twelve" in caplog.text
+    assert "challenger_probability is null although challenger_status is 'ok'" in caplog.text
+
+
+def test_a_failed_flush_of_blocks_keeps_the_unwritten_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=None, flush_records=25)
+    for request in range(3):
+        writer.append_columns(columns_of([make_record(f"r{request}", i) for i in range(40)]))
+    real_write = plog._write_part_atomically
+    calls = []
+
+    def fail_on_third(*args: Any) -> Path:
+        calls.append(args)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_write(*args)
+
+    monkeypatch.setattr(plog, "_write_part_atomically", fail_on_third)
+    with pytest.raises(OSError, match="No space"):
+        writer.flush()
+    assert writer.records_flushed == 50 and writer.stats().records_buffered == 70
+    assert writer.flush_errors == 1
+    writer.append_columns(columns_of([make_record("r3", i) for i in range(40)]))
+    writer.close()
+    frame = read_prediction_log(tmp_path)
+    assert sorted(keys(frame)) == sorted((f"r{r}", i) for r in range(4) for i in range(40))
+    assert writer.records_flushed == 160
+    assert all(pq.ParquetFile(p).metadata.num_rows <= 25 for p in list_part_files(tmp_path))
+
+
+def test_a_full_buffer_of_blocks_drops_the_oldest_records(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(
+        tmp_path, SCHEMA, flush_interval_s=None, flush_records=10, max_buffer_records=50
+    )
+    for request in ("first", "second"):
+        writer.append_columns(columns_of([make_record(request, i) for i in range(40)]))
+    assert writer.records_dropped == 30
+    writer.close()
+    assert keys(read_prediction_log(tmp_path)) == [("first", i) for i in range(30, 40)] + [
+        ("second", i) for i in range(40)
+    ]
 
 
 def batch_frame(n: int) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import threading
@@ -14,10 +15,15 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
-from shadowdrift.prediction_log import PredictionLogWriter, read_prediction_log
+from shadowdrift.prediction_log import (
+    COLUMNS_MIN_RECORDS,
+    BackgroundFlusher,
+    PredictionLogWriter,
+    read_prediction_log,
+)
 from shadowdrift.serving.config import ServingSettings, parse_serving_settings
 from shadowdrift.serving.core import ModelBundle, ServingCore, bundle_from_models
-from shadowdrift.serving.feedback import GroundTruthWriter, read_ground_truth
+from shadowdrift.serving.feedback import GroundTruthWriter, Label, read_ground_truth
 from shadowdrift.serving.metrics import ServingMetrics, observe_many
 from shadowdrift.serving.shadow import ShadowJob, ShadowResult, ShadowRunner
 from tests.conftest import base_parameters
@@ -219,6 +225,50 @@ def test_every_record_is_logged_with_inputs_and_both_models(harness):
     assert part["tenure_months"].isna().tolist() == frame["tenure_months"].iloc[:20].isna().tolist()
 
 
+def test_batches_are_logged_column_by_column_like_single_records(harness):
+    """A batch goes to the log as columns, a single record as a dict: the rows are the same."""
+    h = harness()
+    frame = awkward_records(40)
+    records = frame_records(frame)
+    for i, one in enumerate(records):
+        one["customer_id"] = None if i % 4 == 0 else (1000 + i if i % 2 else f"c{i}")
+        one["event_time"] = None if i % 3 == 0 else "2026-02-03T06:05:06+02:00"
+    assert len(records) >= COLUMNS_MIN_RECORDS
+    batch = h.core.predict(copy.deepcopy(records), "batch").json()
+    for i, one in enumerate(records):
+        assert h.core.predict([dict(one)], f"one-{i:02d}").status == 200
+    log = h.close()
+    as_batch = log[log["request_id"] == "batch"].sort_values("record_index", ignore_index=True)
+    singly = log[log["request_id"] != "batch"].sort_values("request_id", ignore_index=True)
+    assert len(as_batch) == len(singly) == 40
+    same = [
+        *project_schema().features,
+        "customer_id",
+        "champion_probability",
+        "champion_label",
+        "champion_model_version",
+        "challenger_status",
+        "challenger_label",
+        "challenger_model_version",
+        "source",
+    ]
+    pd.testing.assert_frame_equal(as_batch[same], singly[same])
+    assert as_batch["champion_probability"].tolist() == [
+        p["churn_probability"] for p in batch["predictions"]
+    ]
+    # torch differs in the last bits between batch sizes
+    np.testing.assert_allclose(
+        as_batch["challenger_probability"], singly["challenger_probability"], rtol=1e-6
+    )
+    assert as_batch["customer_id"].tolist()[:4] == [None, "1001", "c2", "1003"]
+    timed = [i % 3 != 0 for i in range(40)]
+    for part in (as_batch, singly):
+        assert (part.loc[timed, "event_time"] == pd.Timestamp("2026-02-03T04:05:06Z")).all()
+        untimed = part.loc[[not t for t in timed]]
+        assert (untimed["event_time"] == untimed["logged_at"]).all()
+        assert (part["champion_latency_ms"] > 0).all() and (part["challenger_latency_ms"] > 0).all()
+
+
 def test_unseen_categories_and_missing_values_are_counted(harness):
     h = harness()
     h.core.predict([record(payment_method="digital_wallet", satisfaction_score=None)])
@@ -356,6 +406,36 @@ def test_feedback_is_stored_and_joinable_by_request_id(harness):
     joined = log.merge(latest.dropna(subset=["record_index"]), on=["request_id", "record_index"])
     assert joined["churned"].tolist() == [0]
     assert metric(h.registry, "shadowdrift_feedback_records_total") == 3
+
+
+def test_the_ground_truth_log_flushes_on_the_shared_thread(tmp_path, monkeypatch):
+    """The feedback writer uses the prediction log's flush thread: periodic, errors retried."""
+    from shadowdrift.serving import feedback
+
+    writer = GroundTruthWriter(tmp_path, flush_interval_s=0.05)
+    assert isinstance(writer._flusher, BackgroundFlusher)
+    real_write = feedback._write_part_atomically
+    failures: list[int] = []
+
+    def fail_once(*args: Any) -> Path:
+        if not failures:
+            failures.append(1)
+            raise OSError(28, "No space left on device")
+        return real_write(*args)
+
+    monkeypatch.setattr(feedback, "_write_part_atomically", fail_once)
+    try:
+        writer.append([Label("r1", 1, 0), Label("r2", 0)])
+        deadline = time.monotonic() + 5
+        while writer.records_flushed < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer.records_flushed == 2 and writer.flush_errors == 1
+    finally:
+        writer.close()
+    labels = read_ground_truth(tmp_path)
+    assert labels[["request_id", "churned"]].values.tolist() == [["r1", 1], ["r2", 0]]
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.append([Label("r3", 1)])
 
 
 def test_model_info_and_an_atomic_reload(harness):

@@ -7,8 +7,10 @@ in ``docs/prediction_log.md``; in short:
 
 * ``LogSchema(numeric_features, categorical_features)`` fixes the columns and their Arrow
   types (the features are passed in, so the module follows the project's data schema).
-* ``PredictionLogWriter`` buffers records in memory and a background thread flushes them at
-  least every ``flush_interval_s`` seconds as a new, complete part file
+* ``PredictionLogWriter`` buffers records in memory (``append``: one dict per record;
+  ``append_columns``: a batch as columns, e.g. numpy arrays) and a background thread
+  (``BackgroundFlusher``) flushes them at least every ``flush_interval_s`` seconds as a new,
+  complete part file
   ``<root>/date=YYYY-MM-DD/part-<time>-<host>-<pid>-<token>-<seq>.parquet``, written under a
   hidden temporary name, fsynced, renamed into place and the directory fsynced. Readers never
   see a partial file and a crash loses at most the records not yet flushed.
@@ -34,7 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -255,6 +257,12 @@ def _pandas_dtype(spec: ColumnSpec) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+_TEXT_KINDS = frozenset({str, type(None)})
+_INT_KINDS = frozenset({int, type(None)})
+_DATETIME_KINDS = frozenset({datetime, type(None)})
+_UTC_ZONES = frozenset({None, UTC})
+
+
 def _string_array(values: Any) -> pa.Array:
     if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
         values = values.astype(object)
@@ -274,6 +282,14 @@ def _id_array(values: Any) -> pa.Array:
     # Ids are identifiers, not numbers: store their text so any id type round-trips.
     if isinstance(values, pd.Series):
         values = values.astype(object).where(values.notna(), None).tolist()
+    elif isinstance(values, np.ndarray):
+        values = values.tolist()
+    kinds = set(map(type, values))
+    if kinds <= _TEXT_KINDS:
+        return pa.array(values, type=_STRING)
+    if kinds <= _INT_KINDS:
+        with contextlib.suppress(OverflowError, pa.ArrowException):
+            return pa.array(values, type=_INT).cast(_STRING)  # "17", as str(17)
     return pa.array([_id_text(v) for v in values], type=_STRING)
 
 
@@ -302,6 +318,15 @@ def _timestamp_array(values: Any) -> pa.Array:
     """
     if isinstance(values, np.ndarray) and values.dtype == np.int64:
         return pa.array(values // _NS_PER_US, type=_INT).cast(_TIMESTAMP)
+    if (
+        isinstance(values, list)
+        and set(map(type, values)) <= _DATETIME_KINDS
+        and {value.tzinfo for value in values if value is not None} <= _UTC_ZONES
+    ):
+        # UTC or naive datetimes (the service's parsed event times) straight to Arrow. Only
+        # these: with PYARROW_IGNORE_TIMEZONE set (pandera sets it when imported) Arrow would
+        # take another zone's wall time as UTC; pandas below converts those correctly.
+        return pa.array(values, type=_TIMESTAMP)
     series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
     parsed = pd.to_datetime(series, utc=True, format="ISO8601")
     return pa.array(parsed.dt.floor("us"), type=_TIMESTAMP, from_pandas=True)
@@ -319,32 +344,59 @@ def _convert(spec: ColumnSpec, values: Any, schema: LogSchema) -> pa.Array:
     return _string_array(values)
 
 
+@dataclass(frozen=True)
+class _Constant:
+    """One value for every row of a column (``append_columns``, ``_build_table``)."""
+
+    value: Any
+
+
+def _repeat(spec: ColumnSpec, value: Any, n_rows: int, schema: LogSchema) -> pa.Array:
+    if value is None:
+        return pa.nulls(n_rows, spec.arrow_type)
+    one = _convert(spec, value if isinstance(value, np.ndarray) else [value], schema)
+    return pa.repeat(one[0], n_rows)
+
+
 def _build_table(
-    columns: Mapping[str, Any], n_rows: int, schema: LogSchema, origin: str
+    columns: Mapping[str, Any],
+    n_rows: int,
+    schema: LogSchema,
+    origin: str,
+    *,
+    check: bool = True,
 ) -> pa.Table:
     """Convert column values (lists, arrays or Series) to a checked table in the log schema.
 
-    A column absent from ``columns`` is all null; a missing event time becomes ``logged_at``.
+    A column absent from ``columns`` is all null, a ``_Constant`` is repeated on every row; a
+    missing event time becomes ``logged_at``. ``check=False`` leaves ``_check_values`` to the
+    caller (which can then check many tables at once).
     """
     arrays: list[pa.Array] = []
     for spec in schema.column_specs:
         values = columns.get(spec.name)
         try:
-            array = (
-                pa.nulls(n_rows, spec.arrow_type)
-                if values is None
-                else _convert(spec, values, schema)
-            )
+            if values is None:
+                array = pa.nulls(n_rows, spec.arrow_type)
+            elif isinstance(values, _Constant):
+                array = _repeat(spec, values.value, n_rows, schema)
+            else:
+                array = _convert(spec, values, schema)
         except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
             raise PredictionLogError(f"{origin}: column {spec.name!r}: {exc}") from exc
         arrays.append(array)
-    table = pa.Table.from_arrays(arrays, schema=schema.arrow_schema)
+    try:
+        table = pa.Table.from_arrays(arrays, schema=schema.arrow_schema)
+    except pa.ArrowException as exc:  # e.g. a column of another length
+        raise PredictionLogError(f"{origin}: {exc}") from exc
     event_time = table.column(EVENT_TIME)
-    filled = pc.if_else(pc.is_null(event_time), table.column(LOGGED_AT), event_time)
-    table = table.set_column(
-        schema.columns.index(EVENT_TIME), schema.arrow_schema.field(EVENT_TIME), filled
-    )
-    _check_values(table, schema, origin)
+    if event_time.null_count:
+        filled = pc.if_else(pc.is_null(event_time), table.column(LOGGED_AT), event_time)
+        table = table.set_column(
+            schema.columns.index(EVENT_TIME), schema.arrow_schema.field(EVENT_TIME), filled
+        )
+    if check:
+        _check_values(table, schema, origin)
     return table
 
 
@@ -506,8 +558,71 @@ def _day_of_ns(ns: int) -> date:
 
 
 # --------------------------------------------------------------------------------------------
+# The background flush thread (shared with the ground-truth log)
+# --------------------------------------------------------------------------------------------
+
+
+class BackgroundFlusher:
+    """A daemon thread that calls ``flush`` at least every ``interval_s`` seconds.
+
+    ``wake()`` makes it flush at once (a full buffer). The interval is kept with deadlines, so a
+    slow flush does not stretch it. ``flush`` counts and logs its own failures and keeps what
+    it could not write; what it raises is logged here at debug level and the next tick tries
+    again. ``stop()`` ends the thread after a flush in progress; the owner then flushes once
+    more itself. Used by ``PredictionLogWriter`` and the ground-truth log's writer
+    (``shadowdrift.serving.feedback``).
+    """
+
+    def __init__(
+        self, flush: Callable[[], Any], interval_s: float, *, name: str, what: str
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"flush interval must be positive, got {interval_s}")
+        self._flush = flush
+        self.interval_s = interval_s
+        self._what = what
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Flush now rather than at the next tick."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (a flush in progress finishes). Idempotent."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.interval_s
+        while True:
+            self._wake.wait(max(0.0, deadline - time.monotonic()))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if time.monotonic() >= deadline:
+                deadline = time.monotonic() + self.interval_s
+            try:
+                self._flush()
+            except Exception as exc:
+                # counted and logged by flush; the records wait in the buffer for the next tick
+                logger.debug("Background flush of %s failed: %s", self._what, exc)
+
+
+# --------------------------------------------------------------------------------------------
 # The writer
 # --------------------------------------------------------------------------------------------
+
+# Blocks of fewer records are logged like ``append``'s records: converting a block to Arrow
+# costs about 0.2 ms whatever its size, a record in a batch of records about 10 us.
+COLUMNS_MIN_RECORDS = 32
+
+# Values of ``append_columns`` that hold one value per record; anything else is one value for all.
+_SEQUENCE_TYPES = (list, tuple, np.ndarray, pd.Series, pa.Array, pa.ChunkedArray)
 
 
 @dataclass(frozen=True)
@@ -536,14 +651,67 @@ def _check_record(record: Any) -> None:
         )
 
 
+def _pylist(values: Any) -> list[Any]:
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values.to_pylist()
+    if isinstance(values, np.ndarray | pd.Series):
+        return values.tolist()
+    return list(values)
+
+
+def _rows_of(arrays: Mapping[str, Any], constants: Mapping[str, Any], n_rows: int) -> list[dict]:
+    """Columns as record dicts (small blocks, and isolating a malformed block's records)."""
+    lists = [(name, _pylist(values)) for name, values in arrays.items()]
+    return [{**constants, **{name: values[i] for name, values in lists}} for i in range(n_rows)]
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Records queued together: one ``append`` or ``append_columns`` call, or a flush's rest.
+
+    Exactly one of ``records`` (dicts, from ``append``), ``arrays`` (one sequence per column,
+    from ``append_columns``, with ``constants`` for the columns that have one value for all
+    records) and ``table`` (converted and checked: the unwritten rest of a failed flush) is
+    set. The records of a call share ``logged_at`` (ns); ``day`` is the UTC date of the rows.
+    """
+
+    day: date
+    n_rows: int
+    logged_at: int = 0
+    records: list[Mapping[str, Any]] | None = None
+    arrays: dict[str, Any] | None = None
+    constants: dict[str, Any] | None = None
+    table: pa.Table | None = None
+
+    def tail(self, start: int) -> _Block:
+        """The block without its first ``start`` records."""
+        rest = self.n_rows - start
+        if self.records is not None:
+            return replace(self, n_rows=rest, records=self.records[start:])
+        if self.table is not None:
+            return replace(self, n_rows=rest, table=self.table.slice(start))
+        assert self.arrays is not None
+        return replace(
+            self, n_rows=rest, arrays={name: v[start:] for name, v in self.arrays.items()}
+        )
+
+    def entries(self) -> list[tuple[int, Mapping[str, Any]]]:
+        """(logged_at, record) pairs of a ``records`` or ``arrays`` block."""
+        if self.records is None:
+            assert self.arrays is not None and self.constants is not None
+            return [(self.logged_at, r) for r in _rows_of(self.arrays, self.constants, self.n_rows)]
+        return [(self.logged_at, record) for record in self.records]
+
+
 class PredictionLogWriter:
     """Buffers prediction-log records and flushes them durably from a background thread.
 
-    ``append`` only validates the records' keys, takes a lock and extends a list: the caller
-    (a request handler) never waits for the disk. A daemon thread flushes at least every
-    ``flush_interval_s`` seconds and as soon as ``flush_records`` records are buffered; each
-    flush writes new part files (at most ``flush_records`` rows each) into the date directory
-    of the records' ``logged_at``.
+    ``append`` (records as dicts) and ``append_columns`` (a block of records column by
+    column) only check the keys, take a lock and extend a list: the caller (a request handler)
+    never waits for the disk, and the conversion to Arrow happens in the flush. A daemon thread
+    flushes at least every ``flush_interval_s`` seconds and as soon as ``flush_records``
+    records are buffered; each flush writes new part files (at most ``flush_records`` rows
+    each) into the date directory of the records' ``logged_at``.
 
     Records are dicts with the keys in ``REQUIRED_RECORD_KEYS``; features, ``event_time``,
     the id column and the challenger outputs are optional (null when absent), keys outside
@@ -571,6 +739,7 @@ class PredictionLogWriter:
         max_buffer_records: int = 1_000_000,
         source: str = "service",
         token: str | None = None,
+        columns_min_records: int = COLUMNS_MIN_RECORDS,
     ) -> None:
         if flush_interval_s is not None and flush_interval_s <= 0:
             raise ValueError(f"flush_interval_s must be positive or None, got {flush_interval_s}")
@@ -589,15 +758,16 @@ class PredictionLogWriter:
         self.flush_records = flush_records
         self.max_buffer_records = max_buffer_records
         self.source = source
+        self.columns_min_records = columns_min_records
         self.token = token or _new_token()
         self._host = _host_label()
         self._pid = os.getpid()
         self._seq = 0
-        self._buffer: list[tuple[int, Mapping[str, Any]]] = []
+        self._writable = frozenset(schema.columns) - {LOGGED_AT, SOURCE}
+        self._buffer: list[_Block] = []
+        self._buffered = 0  # records in _buffer
         self._lock = threading.Lock()  # guards the buffer, the counters it touches and _closed
         self._flush_lock = threading.Lock()  # one flush at a time: keeps files in append order
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._closed = False
         self._records_appended = 0
         self._records_flushed = 0
@@ -607,12 +777,14 @@ class PredictionLogWriter:
         self._flush_errors = 0
         self._drops_reported = 0
         _ensure_dir(self.path)
-        self._thread: threading.Thread | None = None
+        self._flusher: BackgroundFlusher | None = None
         if flush_interval_s is not None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"prediction-log-flush-{self.token}", daemon=True
+            self._flusher = BackgroundFlusher(
+                self.flush,
+                flush_interval_s,
+                name=f"prediction-log-flush-{self.token}",
+                what=f"prediction log {self.path}",
             )
-            self._thread.start()
         atexit.register(self.close)
 
     # -- counters --------------------------------------------------------------------------
@@ -646,7 +818,7 @@ class PredictionLogWriter:
             return WriterStats(
                 records_appended=self._records_appended,
                 records_flushed=self._records_flushed,
-                records_buffered=len(self._buffer),
+                records_buffered=self._buffered,
                 records_dropped=self._records_dropped,
                 records_rejected=self._records_rejected,
                 files_written=self._files_written,
@@ -663,15 +835,52 @@ class PredictionLogWriter:
         for record in batch:
             _check_record(record)
         logged_at = time.time_ns()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"prediction-log writer for {self.path} is closed")
-            self._buffer.extend([(logged_at, record) for record in batch])
-            self._records_appended += len(batch)
-            self._enforce_capacity()
-            full = len(self._buffer) >= self.flush_records
-        if full:
-            self._wake.set()
+        self._queue(_Block(_day_of_ns(logged_at), len(batch), logged_at, records=batch))
+
+    def append_columns(self, columns: Mapping[str, Any], n_records: int | None = None) -> None:
+        """Queue a block of records given column by column; raises if malformed (nothing queued).
+
+        ``columns`` maps log columns to one value per record (a list, tuple, numpy array,
+        pandas Series or pyarrow Array, all of the same length) or to a single value that
+        every record gets (a string, number, datetime or None). The required columns are
+        ``append``'s required keys; absent columns are null, columns outside the schema are
+        ignored, ``logged_at`` is stamped here. ``n_records`` is needed only when every value
+        is a single one. The writer keeps the sequences until the flush converts them: do not
+        modify them afterwards. Blocks of fewer than ``columns_min_records`` records are
+        logged as records (cheaper for a handful).
+        """
+        arrays: dict[str, Any] = {}
+        constants: dict[str, Any] = {}
+        for name, value in columns.items():
+            if name in self._writable:
+                (arrays if isinstance(value, _SEQUENCE_TYPES) else constants)[name] = value
+        lengths = {len(values) for values in arrays.values()}
+        if n_records is not None:
+            lengths.add(n_records)
+        if len(lengths) != 1:
+            raise ValueError(
+                "prediction-log columns must all have one value per record "
+                + (f"(lengths {sorted(lengths)})" if lengths else "or n_records must be given")
+            )
+        n_rows = lengths.pop()
+        missing = REQUIRED_RECORD_KEYS - arrays.keys() - constants.keys()
+        if missing:
+            raise ValueError(f"prediction-log columns lack {sorted(missing)}")
+        status = constants.get(CHALLENGER_STATUS)
+        unknown = (set(_pylist(arrays[CHALLENGER_STATUS])) if status is None else {status}) - set(
+            CHALLENGER_STATUSES
+        )
+        if unknown:
+            raise ValueError(
+                f"{CHALLENGER_STATUS} must be one of {CHALLENGER_STATUSES}, got {sorted(unknown)!r}"
+            )
+        logged_at = time.time_ns()
+        day = _day_of_ns(logged_at)
+        if n_rows < self.columns_min_records:
+            records = _rows_of(arrays, constants, n_rows)
+            self._queue(_Block(day, n_rows, logged_at, records=records))
+        else:
+            self._queue(_Block(day, n_rows, logged_at, arrays=arrays, constants=constants))
 
     def flush(self) -> int:
         """Write everything buffered now; returns the number of records written.
@@ -680,9 +889,9 @@ class PredictionLogWriter:
         """
         with self._flush_lock:
             with self._lock:
-                entries, self._buffer = self._buffer, []
+                blocks, self._buffer, self._buffered = self._buffer, [], 0
             self._report_drops()
-            return self._write_entries(entries)
+            return self._write_blocks(blocks)
 
     def close(self) -> None:
         """Flush and stop the background thread. Idempotent; also runs at interpreter exit."""
@@ -690,14 +899,12 @@ class PredictionLogWriter:
             if self._closed:
                 return
             self._closed = True
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._flusher is not None:
+            self._flusher.stop()
         try:
             self.flush()
         except Exception:
-            lost = len(self._buffer)
+            lost = self._buffered
             self._records_dropped += lost
             logger.exception(
                 "Prediction log %s: final flush failed, %d records are lost", self.path, lost
@@ -712,30 +919,34 @@ class PredictionLogWriter:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        # Deadlines rather than a fixed sleep so that a slow flush does not stretch the interval.
-        assert self.flush_interval_s is not None
-        deadline = time.monotonic() + self.flush_interval_s
-        while not self._stop.is_set():
-            self._wake.wait(max(0.0, deadline - time.monotonic()))
-            self._wake.clear()
-            if time.monotonic() >= deadline:
-                deadline = time.monotonic() + self.flush_interval_s
-            self._flush_in_background()
-
-    def _flush_in_background(self) -> None:
-        try:
-            self.flush()
-        except Exception as exc:
-            # Counted and logged in _write_entries; the records wait in the buffer for the next tick.
-            logger.debug("Background flush of %s failed: %s", self.path, exc)
+    def _queue(self, block: _Block) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"prediction-log writer for {self.path} is closed")
+            if not block.n_rows:
+                return
+            self._buffer.append(block)
+            self._buffered += block.n_rows
+            self._records_appended += block.n_rows
+            self._enforce_capacity()
+            full = self._buffered >= self.flush_records
+        if full and self._flusher is not None:
+            self._flusher.wake()
 
     def _enforce_capacity(self) -> None:
         """Drop the oldest records beyond ``max_buffer_records`` (caller holds ``_lock``)."""
-        overflow = len(self._buffer) - self.max_buffer_records
-        if overflow > 0:
-            del self._buffer[:overflow]
-            self._records_dropped += overflow
+        overflow = self._buffered - self.max_buffer_records
+        while overflow > 0:
+            oldest = self._buffer[0]
+            if oldest.n_rows <= overflow:
+                del self._buffer[0]
+                dropped = oldest.n_rows
+            else:
+                self._buffer[0] = oldest.tail(overflow)
+                dropped = overflow
+            self._buffered -= dropped
+            self._records_dropped += dropped
+            overflow -= dropped
 
     def _report_drops(self) -> None:
         # Logged from the flush path, not from append, so a full buffer cannot flood the log.
@@ -751,42 +962,99 @@ class PredictionLogWriter:
             )
             self._drops_reported = dropped
 
-    def _write_entries(self, entries: list[tuple[int, Mapping[str, Any]]]) -> int:
+    def _write_blocks(self, blocks: list[_Block]) -> int:
+        """Write the blocks in order: one table per UTC day, files of at most flush_records."""
+        by_day: dict[date, list[_Block]] = {}
+        for block in blocks:
+            by_day.setdefault(block.day, []).append(block)
+        days = list(by_day.items())
         written = 0
-        chunks = list(self._chunks(entries))
-        for position, (day, chunk) in enumerate(chunks):
-            # Until conversion succeeds every record of the chunk is at stake; afterwards
-            # rejected records stay rejected and only the convertible ones get another try.
-            good = chunk
+        for position, (day, day_blocks) in enumerate(days):
+            # Until conversion succeeds every record of the day is at stake; afterwards
+            # rejected records stay rejected and only the unwritten rows get another try.
+            pending = day_blocks
             try:
-                table, good = self._table_for(chunk)
-                if table is not None:
-                    self._write_table(day, table)
+                table = self._day_table(day_blocks)
+                while table is not None and table.num_rows:
+                    pending = [_Block(day, table.num_rows, table=table)]
+                    piece = table.slice(0, self.flush_records)
+                    self._write_table(day, piece)
+                    written += piece.num_rows
+                    table = table.slice(piece.num_rows)
+                pending = []
             except Exception as exc:
-                kept = good + [entry for _, rest in chunks[position + 1 :] for entry in rest]
+                kept = pending + [block for _, rest in days[position + 1 :] for block in rest]
                 self._requeue(kept)
                 self._flush_errors += 1
                 logger.error(
                     "Prediction log %s: flush failed (%s); %d records kept for the next attempt",
                     self.path,
                     exc,
-                    len(kept),
+                    sum(block.n_rows for block in kept),
                     exc_info=self._flush_errors == 1,
                 )
                 raise
-            written += len(good)
         return written
 
-    def _chunks(
-        self, entries: list[tuple[int, Mapping[str, Any]]]
-    ) -> Iterable[tuple[date, list[tuple[int, Mapping[str, Any]]]]]:
-        """Group by the UTC date of logged_at, then cut into files of at most flush_records."""
-        by_day: dict[date, list[tuple[int, Mapping[str, Any]]]] = {}
-        for entry in entries:
-            by_day.setdefault(_day_of_ns(entry[0]), []).append(entry)
-        for day, day_entries in by_day.items():
-            for start in range(0, len(day_entries), self.flush_records):
-                yield day, day_entries[start : start + self.flush_records]
+    def _day_table(self, blocks: list[_Block]) -> pa.Table | None:
+        """The blocks as one checked table in their order (malformed records are rejected)."""
+        pieces: list[pa.Table | None] = []
+        unchecked: list[int] = []  # positions in pieces of converted column blocks
+        column_blocks: dict[int, _Block] = {}
+        run: list[tuple[int, Mapping[str, Any]]] = []
+        for block in blocks:
+            if block.records is not None:
+                # consecutive appends of records are converted together, as one batch
+                run.extend((block.logged_at, record) for record in block.records)
+                continue
+            if run:
+                pieces.append(self._table_for(run)[0])
+                run = []
+            if block.table is not None:
+                pieces.append(block.table)
+                continue
+            try:
+                pieces.append(self._columns_to_table(block))
+            except PredictionLogError:
+                pieces.append(self._table_for(block.entries())[0])
+                continue
+            unchecked.append(len(pieces) - 1)
+            column_blocks[len(pieces) - 1] = block
+        if run:
+            pieces.append(self._table_for(run)[0])
+        if unchecked:
+            self._check_column_tables(pieces, unchecked, column_blocks)
+        tables = [piece for piece in pieces if piece is not None]
+        if not tables:
+            return None
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+    def _check_column_tables(
+        self, pieces: list[pa.Table | None], unchecked: list[int], blocks: dict[int, _Block]
+    ) -> None:
+        """Check the converted column blocks at once; isolate the records of a failing one."""
+        tables = [pieces[i] for i in unchecked]
+        try:
+            _check_values(pa.concat_tables(tables), self.schema, "records")
+            return
+        except PredictionLogError:
+            pass
+        for position in unchecked:
+            try:
+                _check_values(pieces[position], self.schema, "records")
+            except PredictionLogError:
+                pieces[position] = self._table_for(blocks[position].entries())[0]
+
+    def _columns_to_table(self, block: _Block) -> pa.Table:
+        assert block.arrays is not None and block.constants is not None
+        columns: dict[str, Any] = dict(block.arrays)
+        for name, value in block.constants.items():
+            columns[name] = _Constant(value)
+        columns[LOGGED_AT] = _Constant(np.array([block.logged_at], dtype=np.int64))
+        columns[SOURCE] = _Constant(self.source)
+        return _build_table(
+            columns, block.n_rows, self.schema, f"records for {self.path}", check=False
+        )
 
     def _table_for(
         self, entries: list[tuple[int, Mapping[str, Any]]]
@@ -809,7 +1077,8 @@ class PredictionLogWriter:
                     f"request_id={record.get(REQUEST_ID)!r} "
                     f"record_index={record.get(RECORD_INDEX)!r}: {exc}"
                 )
-        self._records_rejected += len(errors)
+        with self._lock:
+            self._records_rejected += len(errors)
         logger.error(
             "Prediction log %s: rejected %d malformed records, e.g. %s",
             self.path,
@@ -828,7 +1097,7 @@ class PredictionLogWriter:
         columns[LOGGED_AT] = np.fromiter(
             (ns for ns, _ in entries), dtype=np.int64, count=len(entries)
         )
-        columns[SOURCE] = [self.source] * len(entries)
+        columns[SOURCE] = _Constant(self.source)
         return _build_table(columns, len(entries), self.schema, origin=f"records for {self.path}")
 
     def _write_table(self, day: date, table: pa.Table) -> None:
@@ -841,9 +1110,10 @@ class PredictionLogWriter:
             self._records_flushed += table.num_rows
             self._files_written += 1
 
-    def _requeue(self, entries: list[tuple[int, Mapping[str, Any]]]) -> None:
+    def _requeue(self, blocks: list[_Block]) -> None:
         with self._lock:
-            self._buffer[:0] = entries
+            self._buffer[:0] = blocks
+            self._buffered += sum(block.n_rows for block in blocks)
             self._enforce_capacity()
 
 

@@ -36,6 +36,7 @@ from shadowdrift.prediction_log import (
     CHAMPION_LATENCY_MS,
     CHAMPION_MODEL_VERSION,
     CHAMPION_PROBABILITY,
+    COLUMNS_MIN_RECORDS,
     EVENT_TIME,
     RECORD_INDEX,
     REQUEST_ID,
@@ -121,6 +122,46 @@ class ModelBundle:
     loaded_at: str
     source: str
     challenger_error: str | None = None
+
+
+# A request's prediction-log entries: its record dicts (small requests) or, for batches, the
+# columns of the block (``PredictionLogWriter.append_columns``), filled in two steps: the
+# champion's columns by the handler, the challenger's when the shadow job ends.
+LogEntries = list[dict[str, Any]] | dict[str, Any]
+
+
+def _fill_challenger(
+    log: LogEntries,
+    status: str,
+    probability: np.ndarray | None = None,
+    label: np.ndarray | None = None,
+    version: str | None = None,
+    latency_ms: float | None = None,
+) -> None:
+    """Set the challenger's log columns; the outputs only when it scored (``ok``)."""
+    if isinstance(log, dict):
+        log[CHALLENGER_STATUS] = status
+        if status == OK:
+            log[CHALLENGER_PROBABILITY] = probability
+            log[CHALLENGER_LABEL] = label
+            log[CHALLENGER_MODEL_VERSION] = version
+        if latency_ms is not None:
+            log[CHALLENGER_LATENCY_MS] = latency_ms
+        return
+    if status == OK:
+        assert probability is not None and label is not None
+        probabilities, labels = probability.tolist(), label.tolist()
+        for index, record in enumerate(log):
+            record[CHALLENGER_STATUS] = OK
+            record[CHALLENGER_PROBABILITY] = probabilities[index]
+            record[CHALLENGER_LABEL] = labels[index]
+            record[CHALLENGER_MODEL_VERSION] = version
+            record[CHALLENGER_LATENCY_MS] = latency_ms
+        return
+    for record in log:
+        record[CHALLENGER_STATUS] = status
+        if latency_ms is not None:
+            record[CHALLENGER_LATENCY_MS] = latency_ms
 
 
 def make_scorer(model: Any, schema: DataSchema, settings: ServingSettings) -> FastScorer:
@@ -277,6 +318,9 @@ class ServingCore:
         # seeded from os.urandom here, in the worker process (not inherited through a fork)
         self._random_bits = random.Random().getrandbits
         self._timestamp_key = self.schema.timestamp
+        self._id_key = self.log_schema.id_column
+        self._numeric_features = tuple(self.schema.numeric_features)
+        self._categorical_features = tuple(self.schema.categorical_features)
         self._stats_stop = threading.Event()
         self._stats_thread: threading.Thread | None = None
         if metrics is not None:
@@ -327,10 +371,15 @@ class ServingCore:
         seconds = time.perf_counter() - started
         labels = champion.scorer.labels(probability)
         probabilities, label_list = probability.tolist(), labels.tolist()
-        records = self._log_records(
-            validated, rid, champion.version, probabilities, label_list, seconds
-        )
-        self._shadow(bundle, rid, validated, records, probability, labels)
+        if len(validated) >= COLUMNS_MIN_RECORDS:
+            log: LogEntries = self._log_columns(
+                validated, rid, champion.version, probability, labels, seconds
+            )
+        else:
+            log = self._log_records(
+                validated, rid, champion.version, probabilities, label_list, seconds
+            )
+        self._shadow(bundle, rid, validated, log, probability, labels)
         if self.metrics is not None:
             self.metrics.scored(CHAMPION, champion.version, probability, seconds)
             if validated.unseen or validated.missing:
@@ -375,6 +424,35 @@ class ServingCore:
             )
         return header
 
+    def _log_columns(
+        self,
+        validated: ValidatedRecords,
+        rid: str,
+        version: str,
+        probability: np.ndarray,
+        labels: np.ndarray,
+        seconds: float,
+    ) -> dict[str, Any]:
+        """A batch's log columns, from the validated arrays (the writer converts them in bulk)."""
+        columns: dict[str, Any] = {
+            REQUEST_ID: rid,
+            RECORD_INDEX: np.arange(len(validated), dtype=np.int64),
+            CHAMPION_PROBABILITY: probability,
+            CHAMPION_LABEL: labels,
+            CHAMPION_MODEL_VERSION: version,
+            CHAMPION_LATENCY_MS: seconds * 1000.0,
+        }
+        # features as sent: NaN (missing) becomes null, unseen categories stay as they came
+        numeric = validated.numeric
+        for j, name in enumerate(self._numeric_features):
+            columns[name] = numeric[:, j]
+        columns.update(zip(self._categorical_features, validated.categorical, strict=True))
+        if validated.ids is not None and self._id_key is not None:
+            columns[self._id_key] = validated.ids
+        if validated.times is not None:
+            columns[EVENT_TIME] = validated.times
+        return columns
+
     def _log_records(
         self,
         validated: ValidatedRecords,
@@ -404,7 +482,7 @@ class ServingCore:
         bundle: ModelBundle,
         rid: str,
         validated: ValidatedRecords,
-        records: list[dict[str, Any]],
+        log: LogEntries,
         probability: np.ndarray,
         labels: np.ndarray,
     ) -> None:
@@ -412,11 +490,10 @@ class ServingCore:
         runner = self.shadow_runner
         remote = getattr(runner, "remote", False)
         if runner is None or (challenger is None and not remote):
-            for record in records:
-                record[CHALLENGER_STATUS] = DISABLED
-            self._append(records)
+            _fill_challenger(log, DISABLED)
+            self._append([log])
             if self.metrics is not None:
-                self.metrics.shadow(DISABLED, len(records))
+                self.metrics.shadow(DISABLED, len(validated))
             return
         job = ShadowJob(
             rid,
@@ -424,40 +501,38 @@ class ServingCore:
             challenger.version if challenger is not None else "",
             validated.numeric,
             validated.categorical,
-            payload=(records, probability, labels),
+            payload=(log, probability, labels),
         )
         runner.offer(job)
 
     def finish_shadow(self, finished: list[tuple[ShadowJob, ShadowResult]]) -> None:
-        """Fill the challenger columns of finished jobs' log records; hand them to the log."""
-        records_out: list[dict[str, Any]] = []
+        """Fill the challenger columns of finished jobs' log entries; hand them to the log."""
+        logs: list[LogEntries] = []
         compared: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         by_status: dict[str, int] = {}
         for job, result in finished:
-            records, champion_probability, champion_labels = job.payload
+            log, champion_probability, champion_labels = job.payload
             if result.status == OK:
                 assert result.probability is not None and result.label is not None
-                probabilities = result.probability.tolist()
-                labels = result.label.tolist()
-                for index, record in enumerate(records):
-                    record[CHALLENGER_STATUS] = OK
-                    record[CHALLENGER_PROBABILITY] = probabilities[index]
-                    record[CHALLENGER_LABEL] = labels[index]
-                    record[CHALLENGER_MODEL_VERSION] = job.model_version
-                    record[CHALLENGER_LATENCY_MS] = result.latency_ms
+                _fill_challenger(
+                    log,
+                    OK,
+                    result.probability,
+                    result.label,
+                    job.model_version,
+                    result.latency_ms,
+                )
                 compared.append(
                     (champion_probability, champion_labels, result.probability, result.label)
                 )
             else:
-                for record in records:
-                    record[CHALLENGER_STATUS] = result.status
-                    if result.status == FAILED and result.latency_ms is not None:
-                        record[CHALLENGER_LATENCY_MS] = result.latency_ms
-            by_status[result.status] = by_status.get(result.status, 0) + len(records)
-            records_out.extend(records)
+                latency = result.latency_ms if result.status == FAILED else None
+                _fill_challenger(log, result.status, latency_ms=latency)
+            by_status[result.status] = by_status.get(result.status, 0) + len(job)
+            logs.append(log)
         if self.metrics is not None:
             self._shadow_metrics(finished, compared, by_status)
-        self._append(records_out)
+        self._append(logs)
 
     def _shadow_metrics(
         self,
@@ -482,13 +557,26 @@ class ServingCore:
         )
         self.metrics.compared(champion_l, challenger_l, np.abs(champion_p - challenger_p))
 
-    def _append(self, records: list[dict[str, Any]]) -> None:
-        try:
-            self.writer.append(records)
-        except Exception:
-            # The answer is already computed; a closed or broken writer must not turn it into
-            # a 500. The writer's own counters and logs report lost records.
-            logger.exception("Could not queue %d records for the prediction log", len(records))
+    def _append(self, logs: list[LogEntries]) -> None:
+        """Hand log entries to the writer: record lists together, column blocks one by one."""
+        records: list[dict[str, Any]] = []
+        for log in logs:
+            if isinstance(log, list):
+                records.extend(log)
+                continue
+            try:
+                self.writer.append_columns(log)
+            except Exception:
+                logger.exception(
+                    "Could not queue %d records for the prediction log", len(log[RECORD_INDEX])
+                )
+        if records:
+            try:
+                self.writer.append(records)
+            except Exception:
+                # The answer is already computed; a closed or broken writer must not turn it
+                # into a 500. The writer's own counters and logs report lost records.
+                logger.exception("Could not queue %d records for the prediction log", len(records))
 
     # -- POST /feedback --------------------------------------------------------------------
 

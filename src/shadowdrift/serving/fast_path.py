@@ -28,6 +28,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -117,8 +118,7 @@ class CompiledPreprocessor:
         for values, column, mapping in zip(
             categorical, self.categorical_columns, self.codes, strict=True
         ):
-            get = mapping.get
-            out[:, column] = [get(value, UNKNOWN_CODE) for value in values]
+            out[:, column] = _codes(mapping, values, UNKNOWN_CODE)
         return out
 
     def numeric_values(self, numeric: np.ndarray) -> np.ndarray:
@@ -134,6 +134,13 @@ class CompiledPreprocessor:
         if self.scale is not None:
             values = values / self.scale
         return values
+
+
+def _codes(mapping: dict[Any, float], values: Sequence[Any], default: float) -> np.ndarray:
+    """``mapping[value]`` per value, ``default`` for a value it does not have (a C-level loop)."""
+    return np.fromiter(
+        map(mapping.get, values, repeat(default)), dtype=np.float64, count=len(values)
+    )
 
 
 def _imputer_fill(imputer: Any, n_features: int) -> np.ndarray:
@@ -455,8 +462,7 @@ class FusedHGBInput:
         out = np.empty((numeric.shape[0], self.n_features), dtype=np.float64)
         out[:, self.numeric_positions] = self.preprocessor.numeric_values(numeric)
         for values, (position, fused, default) in zip(categorical, self.categorical, strict=True):
-            get = fused.get
-            out[:, position] = [get(value, default) for value in values]
+            out[:, position] = _codes(fused, values, default)
         return out
 
 

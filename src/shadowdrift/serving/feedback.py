@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shadowdrift.prediction_log import (
+    BackgroundFlusher,
     _date_dir,
     _day_of_ns,
     _ensure_dir,
@@ -189,19 +190,20 @@ class GroundTruthWriter:
         self._buffer: list[tuple[int, Label]] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._stop = threading.Event()
         self._closed = False
         self.records_appended = 0
         self.records_flushed = 0
         self.flush_errors = 0
         _ensure_dir(self.path)
-        self._thread: threading.Thread | None = None
+        # the prediction log's flush thread: at least every flush_interval_s, errors retried
+        self._flusher: BackgroundFlusher | None = None
         if flush_interval_s is not None:
-            self._interval = flush_interval_s
-            self._thread = threading.Thread(
-                target=self._run, name=f"ground-truth-flush-{self._token}", daemon=True
+            self._flusher = BackgroundFlusher(
+                self.flush,
+                flush_interval_s,
+                name=f"ground-truth-flush-{self._token}",
+                what=f"ground-truth log {self.path}",
             )
-            self._thread.start()
         atexit.register(self.close)
 
     def append(self, labels: Iterable[Label]) -> int:
@@ -257,22 +259,14 @@ class GroundTruthWriter:
         _write_part_atomically(directory, name, table)
         self.records_flushed += len(entries)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.flush()
-            except Exception as exc:
-                logger.debug("Background flush of %s failed: %s", self.path, exc)
-
     def close(self) -> None:
         """Flush and stop the thread; idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._flusher is not None:
+            self._flusher.stop()
         try:
             self.flush()
         except Exception:

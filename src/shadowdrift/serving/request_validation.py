@@ -29,6 +29,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,8 @@ class ValidatedRecords:
     ``numeric`` is ``(n, n_numeric)`` float64 in the schema's numeric order with NaN for a
     missing value; ``categorical`` holds one list of ``n`` values per categorical feature, in
     the schema's order, with ``None`` for a missing value. ``unseen`` and ``missing`` count per
-    feature.
+    feature. ``ids`` and ``times`` are the id and the parsed timestamp of each record (``None``
+    where a record has none), or ``None`` when no record has one.
     """
 
     records: list[dict[str, Any]]
@@ -116,6 +118,8 @@ class ValidatedRecords:
     categorical: list[list[str | None]]
     unseen: dict[str, int] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)
+    ids: list[Any] | None = None
+    times: list[datetime | None] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -151,6 +155,26 @@ def _number_text(value: float | None) -> str:
 
 # Records per request from which the column-wise checks beat the per-record loop.
 COLUMNAR_MIN_RECORDS = 16
+
+_ID_KINDS = frozenset({str, int, type(None)})
+
+
+def _fitting_texts(ids: list[Any]) -> bool:
+    """Every string id holds 1 to ``_MAX_ID_LENGTH`` characters."""
+    lengths = [len(entity) for entity in ids if type(entity) is str]
+    return not lengths or (min(lengths) > 0 and max(lengths) <= _MAX_ID_LENGTH)
+
+
+def _id_problem(entity: Any) -> str | None:
+    """Why ``entity`` is not an acceptable id (None if it is, or if there is none)."""
+    kind = type(entity)
+    if entity is None or kind is int:
+        return None
+    if kind is not str:
+        return f"must be a string or an integer, got {json_type(entity)} {_shown(entity)}"
+    if not 0 < len(entity) <= _MAX_ID_LENGTH:
+        return f"must hold 1 to {_MAX_ID_LENGTH} characters"
+    return None
 
 
 @dataclass(frozen=True)
@@ -204,6 +228,10 @@ class RequestValidator:
         self._timestamp = schema.timestamp
         self._target = schema.target
         self._allowed_keys = frozenset({*schema.features, schema.id, schema.timestamp})
+        names = [spec.name for spec in self._numeric] + [spec.name for spec in self._categorical]
+        # every feature of a record in one C call (KeyError if one is missing: slow path)
+        self._n_features = len(names)
+        self._features_of = itemgetter(*names) if len(names) >= 2 else None
         self._reject_unknown = policy.unknown_fields == REJECT
         self._reject_unseen = policy.unseen_categories == REJECT
         n_numeric = len(self._numeric)
@@ -237,7 +265,11 @@ class RequestValidator:
         found: list[tuple[int, int, str | None, str]] = []
         unseen: dict[str, int] = {}
         missing: dict[str, int] = {}
-        objects = [index for index, record in enumerate(records) if type(record) is not dict]
+        objects = (
+            []
+            if set(map(type, records)) == {dict}
+            else [index for index, record in enumerate(records) if type(record) is not dict]
+        )
         for index in objects:
             found.append(
                 (
@@ -253,12 +285,13 @@ class RequestValidator:
         positions = (
             [i for i, record in enumerate(records) if type(record) is dict] if objects else None
         )
-        self._unknown_fields(accepted, positions, found)
+        rows = self._feature_rows(accepted) if columnar else None
+        self._unknown_fields(accepted, positions, found, complete=rows is not None)
         if columnar:
-            numeric, categorical = self._columns(accepted, positions, found, unseen, missing)
+            numeric, categorical = self._columns(accepted, positions, found, unseen, missing, rows)
         else:
             numeric, categorical = self._rows(accepted, positions, found, unseen, missing)
-        self._ids_and_times(accepted, positions, found)
+        ids, times = self._ids_and_times(accepted, positions, found)
         if found:
             found.sort(key=lambda p: (p[0], p[1], p[2] or ""))
             kept = [Problem(i, name, message) for i, _, name, message in found[: self.max_problems]]
@@ -270,7 +303,16 @@ class RequestValidator:
                 kept,
                 len(found),
             )
-        return ValidatedRecords(accepted, numeric, categorical, unseen, missing)
+        return ValidatedRecords(accepted, numeric, categorical, unseen, missing, ids, times)
+
+    def _feature_rows(self, records: list[dict[str, Any]]) -> list[tuple[Any, ...]] | None:
+        """Every record's features in schema order, or None if a record lacks one."""
+        if self._features_of is None:
+            return None
+        try:
+            return list(map(self._features_of, records))
+        except KeyError:
+            return None
 
     # -- fields that are not features ------------------------------------------------------
 
@@ -279,9 +321,19 @@ class RequestValidator:
         records: list[dict[str, Any]],
         positions: list[int] | None,
         found: list[tuple[int, int, str | None, str]],
+        *,
+        complete: bool = False,
     ) -> None:
+        """Unknown keys; ``complete``: every record is known to have every feature."""
         allowed = self._allowed_keys
+        n_features, id_key, time_key = self._n_features, self._id, self._timestamp
         for k, record in enumerate(records):
+            if complete:
+                # the features are all there, so the record's other keys are only the id and
+                # the timestamp if it has no more keys than those (cheaper than a set test)
+                extra = len(record) - n_features
+                if extra == 0 or extra == (id_key in record) + (time_key in record):
+                    continue
             if record.keys() <= allowed:
                 continue
             index = positions[k] if positions else k
@@ -305,37 +357,27 @@ class RequestValidator:
         records: list[dict[str, Any]],
         positions: list[int] | None,
         found: list[tuple[int, int, str | None, str]],
-    ) -> None:
+    ) -> tuple[list[Any] | None, list[datetime | None] | None]:
+        """Check the optional id and timestamp; their columns (None if no record has one)."""
         id_key, time_key = self._id, self._timestamp
-        for k, record in enumerate(records):
-            entity = record.get(id_key)
-            stamp = record.get(time_key)
-            if entity is None and stamp is None:
-                continue
-            index = positions[k] if positions else k
-            if entity is not None:
-                kind = type(entity)
-                if kind is not str and kind is not int:
-                    found.append(
-                        (
-                            index,
-                            self._rank_id,
-                            id_key,
-                            f"must be a string or an integer, got {json_type(entity)} {_shown(entity)}",
-                        )
-                    )
-                elif kind is str and not 0 < len(entity) <= _MAX_ID_LENGTH:
-                    found.append(
-                        (
-                            index,
-                            self._rank_id,
-                            id_key,
-                            f"must hold 1 to {_MAX_ID_LENGTH} characters",
-                        )
-                    )
-            if stamp is not None:
+        ids = [record.get(id_key) for record in records]
+        times = [record.get(time_key) for record in records]
+        n_records = len(records)
+        has_ids = ids.count(None) != n_records
+        has_times = times.count(None) != n_records
+        if has_ids and not (set(map(type, ids)) <= _ID_KINDS and _fitting_texts(ids)):
+            for k, entity in enumerate(ids):
+                problem = _id_problem(entity)
+                if problem is not None:
+                    index = positions[k] if positions else k
+                    found.append((index, self._rank_id, id_key, problem))
+        if has_times:
+            for k, stamp in enumerate(times):
+                if stamp is None:
+                    continue
                 parsed = parse_timestamp(stamp)
                 if parsed is None:
+                    index = positions[k] if positions else k
                     found.append(
                         (
                             index,
@@ -346,7 +388,9 @@ class RequestValidator:
                         )
                     )
                 else:
-                    record[time_key] = parsed
+                    records[k][time_key] = parsed
+                    times[k] = parsed
+        return (ids if has_ids else None), (times if has_times else None)
 
     # -- one value -------------------------------------------------------------------------
 
@@ -446,12 +490,15 @@ class RequestValidator:
         found: list[tuple[int, int, str | None, str]],
         unseen: dict[str, int],
         missing: dict[str, int],
+        rows: list[tuple[Any, ...]] | None = None,
     ) -> tuple[np.ndarray, list[list[str | None]]]:
         n_records = len(records)
         numeric = np.empty((n_records, len(self._numeric)), dtype=np.float64)
+        # one sequence per feature (transposed rows), or gathered feature by feature
+        by_feature: list[Any] = list(zip(*rows, strict=True)) if rows else []
         for j, spec in enumerate(self._numeric):
             name = spec.name
-            column = [record.get(name, MISSING) for record in records]
+            column = by_feature[j] if rows else [record.get(name, MISSING) for record in records]
             bad = self._numeric_column(column, spec, numeric[:, j], missing)
             for k in bad:
                 found.append(
@@ -463,9 +510,14 @@ class RequestValidator:
                     )
                 )
         categorical: list[list[str | None]] = []
+        n_numeric = len(self._numeric)
         for m, spec in enumerate(self._categorical):
             name = spec.name
-            column = [record.get(name, MISSING) for record in records]
+            column = (
+                list(by_feature[n_numeric + m])
+                if rows
+                else [record.get(name, MISSING) for record in records]
+            )
             bad = self._categorical_column(column, spec, unseen, missing)
             for k in bad:
                 found.append(

@@ -84,6 +84,32 @@ RecordsInput = t.Annotated[
 ]
 
 
+class PredictInput(bentoml.IODescriptor):
+    """``POST /predict``'s body, parsed with orjson instead of BentoML's pydantic parse.
+
+    For a 1,000-record batch pydantic's JSON parse of ``Any`` costs 2-3 ms of the event loop's
+    time against orjson's 0.9 ms (docs/serving.md, "Benchmarks"). A body that is not a JSON
+    object with ``records`` goes through BentoML's own parse, so malformed requests get
+    BentoML's usual 400s.
+    """
+
+    records: RecordsInput
+
+    @classmethod
+    async def from_http_request(cls, request: Request, serde: t.Any) -> t.Any:
+        import orjson
+
+        content_type = request.headers.get("content-type", "application/json")
+        if content_type.split(";")[0].strip() == JSON:
+            try:
+                data = orjson.loads(await request.body())
+            except orjson.JSONDecodeError:
+                data = None
+            if type(data) is dict and "records" in data:
+                return cls.model_construct(records=data["records"])
+        return await super().from_http_request(request, serde)
+
+
 def _response(reply: Reply, ctx: bentoml.Context | None = None) -> Response:
     if ctx is not None:
         # BentoML copies the context's status onto a returned Response when the API takes ctx
@@ -256,7 +282,7 @@ class ChurnService:
     async def __is_ready__(self) -> bool:
         return self.core.ready
 
-    @bentoml.api(route="/predict")
+    @bentoml.api(route="/predict", input_spec=PredictInput)
     async def predict(self, records: RecordsInput, ctx: bentoml.Context) -> dict[str, t.Any]:
         """Churn probability and label per record, from the champion (shadow: challenger).
 
