@@ -105,6 +105,8 @@ class ServingSettings:
     feedback_max_items: int = 10_000
     reload_token_env: str = "SHADOWDRIFT_RELOAD_TOKEN"
     reload_token: str | None = None
+    # every worker checks the model store this often and reloads when `:latest` moved (0: off)
+    reload_watch_interval_s: float = 0.0
 
     def reload_token_value(self) -> str | None:
         """The configured reload token: the environment variable wins over the parameter."""
@@ -328,6 +330,9 @@ def parse_serving_settings(params: Mapping[str, Any], project_path: Path) -> Ser
         feedback_max_items=_positive_int(feedback, "max_items", "serving.ground_truth", 10_000),
         reload_token_env=token_env,
         reload_token=token,
+        reload_watch_interval_s=_non_negative_float(
+            reload_cfg, "watch_interval_s", "serving.reload", 0.0
+        ),
     )
 
 

@@ -197,6 +197,27 @@ def bundle_from_models(
     )
 
 
+def stored_tags(settings: ServingSettings, model_store: Any = None) -> dict[str, str | None]:
+    """role -> the BentoML tag its configured reference (``:latest``) resolves to right now."""
+    tags: dict[str, str | None] = {}
+    for role in (CHAMPION, CHALLENGER):
+        reference = settings.models.get(role)
+        if reference is None:
+            continue
+        try:
+            tags[role] = str(store.resolve(reference, model_store).tag)
+        except store.ModelStoreError:
+            tags[role] = None
+    return tags
+
+
+def loaded_tags(bundle: ModelBundle) -> dict[str, str | None]:
+    """role -> the BentoML tag of the model the bundle serves."""
+    tags: dict[str, str | None] = {CHAMPION: bundle.champion.provenance.get("bento_tag")}
+    tags[CHALLENGER] = bundle.challenger.provenance.get("bento_tag") if bundle.challenger else None
+    return tags
+
+
 def load_bundle(
     settings: ServingSettings,
     *,

@@ -250,9 +250,11 @@ class ChurnService:
                 timeout_s=shadow.max_delay_s,
                 sample_rate=shadow.sample_rate,
             )
-        self._reload_lock = asyncio.Lock()
+        # /reload and the store watch both load and swap; one at a time
+        self._reload_lock = threading.Lock()
         # Load in the background: the worker starts answering /healthz at once and /readyz
         # turns true when the models are in (a cold load takes a few seconds).
+        self._watch_stop = threading.Event()
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
 
     @staticmethod
@@ -262,8 +264,9 @@ class ChurnService:
         threadpool_limits(limits=SETTINGS.model_threads)
 
     def _load(self) -> None:
-        from shadowdrift.serving.core import load_bundle
+        from shadowdrift.serving.core import load_bundle, stored_tags
 
+        seen = stored_tags(SETTINGS)
         try:
             bundle = load_bundle(SETTINGS, load_challenger=not SHADOW_SERVICE)
         except Exception as exc:
@@ -272,6 +275,55 @@ class ChurnService:
         self._limit_torch()
         self.core.install(bundle)
         _freeze_heap()
+        if SETTINGS.reload_watch_interval_s > 0:
+            threading.Thread(
+                target=self._watch_store, args=(seen,), name="model-store-watch", daemon=True
+            ).start()
+
+    def _reload_now(self, source: str) -> None:
+        """Load the configured models while the old ones answer, then swap (one at a time)."""
+        from shadowdrift.serving.core import load_bundle
+
+        with self._reload_lock:
+            try:
+                bundle = load_bundle(
+                    SETTINGS,
+                    source=source,
+                    use_bento_aliases=False,
+                    load_challenger=not SHADOW_SERVICE,
+                )
+            except Exception:
+                self.metrics.reloads.labels("failed").inc()
+                raise
+            self._limit_torch()
+            self.core.install(bundle)
+            _freeze_heap()
+            self.metrics.reloads.labels("ok").inc()
+
+    def _watch_store(self, seen: dict[str, str | None]) -> None:
+        """Reload when the configured tags resolve to other models than when last looked.
+
+        Compared with what the store said, not with what is loaded, so a model that cannot be
+        loaded is tried once per change rather than on every tick.
+        """
+        from shadowdrift.serving.core import stored_tags
+
+        interval = SETTINGS.reload_watch_interval_s
+        logger.info("Watching the model store every %g s for new models", interval)
+        while not self._watch_stop.wait(interval):
+            try:
+                now = stored_tags(SETTINGS)
+            except Exception:
+                logger.exception("Could not read the model store; still serving")
+                continue
+            if now == seen:
+                continue
+            logger.info("The model store moved (%s -> %s): reloading", seen, now)
+            seen = now
+            try:
+                self._reload_now("store")
+            except Exception:
+                logger.exception("Reload after a store change failed; still serving the old models")
 
     @staticmethod
     def _limit_torch() -> None:
@@ -325,7 +377,7 @@ class ChurnService:
         Needs ``Authorization: Bearer <token>``; in-flight requests finish on the old models.
         """
         from shadowdrift.serving.config import RELOAD_SOURCES
-        from shadowdrift.serving.core import Reply, load_bundle
+        from shadowdrift.serving.core import Reply
 
         denied = self._check_token(ctx.request.headers.get("authorization", ""))
         if denied is not None:
@@ -337,27 +389,15 @@ class ChurnService:
                 ),
                 ctx,
             )
-        async with self._reload_lock:
-            try:
-                # a worker thread: requests keep being answered (from the old bundle) meanwhile
-                bundle = await asyncio.to_thread(
-                    load_bundle,
-                    SETTINGS,
-                    source=source,
-                    use_bento_aliases=False,
-                    load_challenger=not SHADOW_SERVICE,
-                )
-            except Exception as exc:
-                logger.exception("Reload from %s failed; still serving the previous models", source)
-                self.metrics.reloads.labels("failed").inc()
-                return _response(  # type: ignore[return-value]
-                    Reply(500, {"error": f"reload failed, previous models still serve: {exc}"}),
-                    ctx,
-                )
-            self._limit_torch()
-            self.core.install(bundle)
-            _freeze_heap()
-            self.metrics.reloads.labels("ok").inc()
+        try:
+            # a worker thread: requests keep being answered (from the old bundle) meanwhile
+            await asyncio.to_thread(self._reload_now, source)
+        except Exception as exc:
+            logger.exception("Reload from %s failed; still serving the previous models", source)
+            return _response(  # type: ignore[return-value]
+                Reply(500, {"error": f"reload failed, previous models still serve: {exc}"}),
+                ctx,
+            )
         return _response(Reply(200, _model_info_json(self.core)), ctx)  # type: ignore[return-value]
 
     def _check_token(self, authorization: str) -> Reply | None:
@@ -386,6 +426,7 @@ class ChurnService:
     @bentoml.on_shutdown
     async def shutdown(self) -> None:
         """Let the shadow finish (or shed) its queue, then flush and close both logs."""
+        self._watch_stop.set()
         drain = getattr(self.core.shadow_runner, "drain", None)
         if drain is not None:
             await drain(SETTINGS.shadow.shutdown_grace_s)
