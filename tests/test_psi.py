@@ -13,6 +13,7 @@ import pytest
 from shadowdrift.psi import (
     DEFAULT_EPS,
     BinCounts,
+    NumericBins,
     PSIBinning,
     PSIError,
     PSIThresholds,
@@ -251,6 +252,19 @@ def test_values_outside_reference_range_land_in_end_bins():
         "[0.75, +inf)",
         "<missing>",
     ]
+
+
+@pytest.mark.parametrize("n_edges", [1, 9, 64, 65, 200])
+def test_numeric_bins_by_comparison_equal_binary_search(n_edges):
+    rng = np.random.default_rng(n_edges)
+    edges = np.unique(rng.normal(size=n_edges * 2))[:n_edges]
+    spec = NumericBins("x", tuple(edges))
+    values = np.concatenate(
+        [rng.normal(size=5_000), edges, [-np.inf, np.inf, np.nan, edges[0] - 1e-12]]
+    )
+    expected = np.searchsorted(np.append(edges, np.nan), values, side="right")
+    np.testing.assert_array_equal(spec.bin_index(pd.Series(values)), expected)
+    assert spec.bin_index(pd.Series(values)).max() <= spec.n_bins - 1
 
 
 def test_tied_discrete_features_get_one_bin_per_value():

@@ -121,6 +121,8 @@ def _as_float(frame: pd.DataFrame, name: str, what: str) -> np.ndarray:
 
 
 def _per_chunk(codes: np.ndarray, mask: np.ndarray, n_chunks: int) -> np.ndarray:
+    if n_chunks == 1:  # the usual case within one partition of a time-ordered log
+        return np.array([np.count_nonzero(mask)], dtype=np.int64)
     return np.bincount(codes[mask], minlength=n_chunks)
 
 
@@ -165,9 +167,12 @@ def count_quality(
 
     for feature in schema.categorical:
         column = frame[feature.name]
-        missing = column.isna().to_numpy()
+        # One hash pass: missing values get code -1, the few distinct values are checked.
+        value_codes, uniques = pd.factorize(column)
+        missing = value_codes < 0
         add(feature.name, "missing", _per_chunk(codes, missing, n_chunks))
-        unseen = ~missing & ~column.isin(feature.values).to_numpy()
+        allowed = pd.Index(uniques).isin(feature.values)
+        unseen = ~missing & ~np.append(allowed, True)[value_codes]
         if unseen.any():
             # Only the few unseen rows are grouped by value.
             values = column.to_numpy()[unseen].astype(str)

@@ -69,35 +69,49 @@ def count_agreement(
     key = chunk_key.to_numpy() if isinstance(chunk_key, pd.Series) else np.asarray(chunk_key)
     if len(key) != len(frame):
         raise AgreementError(f"chunk_key has {len(key)} labels for {len(frame)} rows")
-    status = frame[CHALLENGER_STATUS].to_numpy(dtype=object)
-    unknown = sorted(set(pd.unique(status)) - set(CHALLENGER_STATUSES), key=str)
+    # One hash pass over the statuses and one over the chunk labels; everything else is
+    # comparisons of small integer codes and bincounts (no DataFrame groupby).
+    status_codes, statuses = pd.factorize(
+        frame[CHALLENGER_STATUS].to_numpy(dtype=object), use_na_sentinel=False
+    )
+    status_index = {status: i for i, status in enumerate(statuses)}
+    unknown = sorted(set(status_index) - set(CHALLENGER_STATUSES), key=str)
     if unknown:
         raise AgreementError(
             f"column {CHALLENGER_STATUS!r} has unknown value(s) {unknown}; allowed: "
             f"{', '.join(CHALLENGER_STATUSES)}"
         )
+    codes, labels = pd.factorize(key, sort=False)
+    n_chunks = len(labels)
     champion_p = frame[CHAMPION_PROBABILITY].to_numpy(dtype=np.float64, na_value=np.nan)
     challenger_p = frame[CHALLENGER_PROBABILITY].to_numpy(dtype=np.float64, na_value=np.nan)
     champion_y = frame[CHAMPION_LABEL].to_numpy(dtype=np.float64, na_value=np.nan)
     challenger_y = frame[CHALLENGER_LABEL].to_numpy(dtype=np.float64, na_value=np.nan)
     compared = (
-        (status == "ok")
+        (status_codes == status_index.get("ok", -1))
         & ~np.isnan(champion_p)
         & ~np.isnan(challenger_p)
         & ~np.isnan(champion_y)
         & ~np.isnan(challenger_y)
     )
-    sums = pd.DataFrame(
-        {
-            "chunk": key,
-            "n_rows": 1,
-            "n_compared": compared.astype(np.int64),
-            "n_agree": (compared & (champion_y == challenger_y)).astype(np.int64),
-            "sum_abs_probability_diff": np.where(compared, np.abs(champion_p - challenger_p), 0.0),
-            **{f"n_{s}": (status == s).astype(np.int64) for s in CHALLENGER_STATUSES},
-        }
-    )
-    return sums.groupby("chunk", sort=False)[list(COUNT_COLUMNS)].sum()
+
+    def per_chunk(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes[mask], minlength=n_chunks).astype(np.int64)
+
+    sums: dict[str, np.ndarray] = {
+        "n_rows": np.bincount(codes, minlength=n_chunks).astype(np.int64),
+        "n_compared": per_chunk(compared),
+        "n_agree": per_chunk(compared & (champion_y == challenger_y)),
+        "sum_abs_probability_diff": np.bincount(
+            codes,
+            weights=np.where(compared, np.abs(champion_p - challenger_p), 0.0),
+            minlength=n_chunks,
+        ),
+    }
+    for status in CHALLENGER_STATUSES:
+        # a status absent from the frame has no code: -1 matches no row
+        sums[f"n_{status}"] = per_chunk(status_codes == status_index.get(status, -1))
+    return pd.DataFrame(sums, index=pd.Index(labels, name="chunk"))[list(COUNT_COLUMNS)]
 
 
 def merge_agreement(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:

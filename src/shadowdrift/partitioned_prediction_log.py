@@ -3,10 +3,13 @@
 Same files, same format, same checks as ``shadowdrift.prediction_log`` (docs/prediction_log.md):
 
 * ``read_prediction_log_partitioned`` lists the part files in the client (names only), and
-  every partition reads a group of ``files_per_partition`` files on a worker through
-  ``prediction_log.concat_partitions``, so each file is checked and typed exactly as
-  ``read_prediction_log`` does it. Rows are sorted by ``logged_at`` within a partition, not
-  across partitions (no global sort); files are grouped in name order (date, then write time).
+  every partition reads a group of ``files_per_partition`` files on a worker, each file read
+  and checked exactly as ``read_prediction_log`` does it (all columns, every rule of the
+  format), as Arrow tables. Rows are sorted by ``logged_at, request_id, record_index`` within a
+  partition, not across partitions (no global sort); files are grouped in name order (date,
+  then write time). Column projection is pushed into the read: ``log[["event_time", ...]]`` (or
+  ``columns=``) still checks whole files but converts only those columns to pandas, which is
+  most of the cost of a read (text columns such as ``request_id`` above all).
 * ``write_batch_partitioned`` writes each partition with ``prediction_log.write_batch`` where
   the partition lives: every part file is written under a temporary name, fsynced and renamed
   into place, as the service and the pandas path write them. One ``request_id`` covers the
@@ -27,25 +30,32 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dask
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shadowdrift.frames import map_partitions_to_list
 from shadowdrift.prediction_log import (
+    LOGGED_AT,
     RECORD_INDEX,
+    REQUEST_ID,
     LogSchema,
     PredictionLogError,
-    concat_partitions,
     list_part_files,
     schema_from_metadata,
     write_batch,
 )
+
+# The per-file steps of read_prediction_log, so that a partition is read and checked exactly as
+# the pandas path reads each file (they are private there: this module is its Dask twin).
+from shadowdrift.prediction_log import _conform_table as conform_table
+from shadowdrift.prediction_log import _filter_time as filter_time
+from shadowdrift.prediction_log import _read_part_table as read_part_table
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -53,6 +63,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_FILES_PER_PARTITION = 64
+# A partition also closes at this many bytes of part files: 64 files written by the inference
+# pipeline (100,000 rows each) would be 6.4M rows, several GB on one worker. 64 MiB of a
+# 20-feature log is about 390,000 rows; the drift statistics on 400,000-row partitions peaked
+# at about 0.93 GB per worker, imported code included (docs/benchmarks.md, "Scale-out").
+DEFAULT_PARTITION_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -76,19 +91,100 @@ def _schema_from_footer(file: Path) -> LogSchema:
     return schema_from_metadata(file, metadata)
 
 
-def _file_loader(file: str) -> Callable[[], pd.DataFrame]:
-    def load() -> pd.DataFrame:
-        # ParquetFile reads exactly this file: no hive column from the date=... directory.
-        with pq.ParquetFile(file) as part:
-            return part.read().to_pandas()
-
-    return load
+# The order read_prediction_log returns rows in.
+_SORT_KEYS = [(LOGGED_AT, "ascending"), (REQUEST_ID, "ascending"), (RECORD_INDEX, "ascending")]
 
 
-def _read_group(files: list[str], schema_json: str, start: Any, end: Any) -> pd.DataFrame:
-    """One partition: a group of part files, checked and typed by ``concat_partitions``."""
+def _in_log_order(table: pa.Table) -> pa.Table:
+    """``table`` sorted by ``logged_at, request_id, record_index`` (stable).
+
+    Part files are written in that order (a writer stamps ``logged_at`` per request, a batch
+    shares one), so rows usually are already in order: then the sort, which copies every
+    column, is skipped. The check is two comparisons of neighbouring rows per key.
+    """
+    if table.num_rows < 2:
+        return table
+    later = out_of_order = None
+    for name, _ in _SORT_KEYS:
+        column = table.column(name)
+        head, tail = column.slice(0, table.num_rows - 1), column.slice(1)
+        less, greater = pc.less(tail, head), pc.greater(tail, head)
+        if later is None:
+            out_of_order, later = less, greater
+        else:
+            # a row is out of order if all earlier keys tie and this one goes down
+            out_of_order = pc.or_(out_of_order, pc.and_(pc.invert(later), less))
+            later = pc.or_(later, greater)
+    if not pc.any(out_of_order).as_py():
+        return table
+    return table.sort_by(_SORT_KEYS)
+
+
+def _to_pandas(table: pa.Table, schema: LogSchema) -> pd.DataFrame:
+    """The log's documented pandas dtypes, for whichever of its columns ``table`` holds."""
+    frame = table.to_pandas()
+    dtypes = schema.pandas_dtypes
+    for name in frame.columns:
+        if frame[name].dtype != dtypes[name]:
+            frame[name] = frame[name].astype(dtypes[name])
+    return frame
+
+
+def _checked_together(raw: list[pa.Table], schema: LogSchema, files: list[str]) -> pa.Table | None:
+    """The files as one table, checked in one pass, if they all have the log's exact types.
+
+    The usual case (every file written by this project's writers); checking each small file on
+    its own costs about 2 ms more per file (measured on 1,000-row files). None if a file needs a cast or the
+    group breaks a rule: the caller then checks file by file and names the file.
+    """
+    expected = schema.arrow_schema
+    if not all(part.schema.equals(expected, check_metadata=False) for part in raw):
+        return None
+    table = pa.concat_tables(raw)
+    try:
+        return conform_table(table, schema, origin=f"part files {files[0]} ... {files[-1]}")
+    except PredictionLogError:
+        return None
+
+
+def _read_group(
+    files: list[str],
+    schema_json: str,
+    start: Any,
+    end: Any,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """One partition: a group of part files, each read and checked as ``read_prediction_log``
+    does it, in log order; only ``columns`` (all if None) are converted to pandas."""
     schema = LogSchema.from_json(schema_json)
-    return concat_partitions({file: _file_loader(file) for file in files}, schema, start, end)
+    raw = [read_part_table(Path(file)) for file in files]
+    table = _checked_together(raw, schema, files)
+    if table is None:
+        # a file needs a cast, or breaks a rule: file by file, so that the error names it
+        table = pa.concat_tables(
+            [
+                conform_table(part, schema, origin=f"part file {file}")
+                for part, file in zip(raw, files, strict=True)
+            ]
+        )
+    table = _in_log_order(filter_time(table, start, end))
+    if columns is not None:
+        table = table.select(list(columns))
+    return _to_pandas(table, schema)
+
+
+def _groups(files: list[str], max_files: int, max_bytes: int) -> list[list[str]]:
+    """Consecutive files, at most ``max_files`` and (unless one file alone) ``max_bytes``."""
+    groups: list[list[str]] = [[]]
+    size = 0
+    for file in files:
+        nbytes = os.stat(file).st_size
+        if groups[-1] and (len(groups[-1]) >= max_files or size + nbytes > max_bytes):
+            groups.append([])
+            size = 0
+        groups[-1].append(file)
+        size += nbytes
+    return groups
 
 
 def read_prediction_log_partitioned(
@@ -98,10 +194,15 @@ def read_prediction_log_partitioned(
     *,
     schema: LogSchema | None = None,
     files_per_partition: int = DEFAULT_FILES_PER_PARTITION,
+    partition_bytes: int = DEFAULT_PARTITION_BYTES,
+    columns: list[str] | None = None,
 ) -> dd.DataFrame:
     """The log under ``path`` as a Dask DataFrame, one partition per group of part files.
 
-    ``start``/``end`` and ``schema`` as in ``read_prediction_log``; an empty log is one empty
+    A group holds consecutive files (name order) up to ``files_per_partition`` files or
+    ``partition_bytes`` bytes on disk, whichever comes first (a larger file is a group of its
+    own). ``start``/``end`` and ``schema`` as in ``read_prediction_log``; ``columns`` selects
+    columns (selecting them on the result does the same); an empty log is one empty
     partition with the documented columns.
     """
     # Imported here: dask.dataframe takes over a second to import, and the inference node
@@ -110,19 +211,30 @@ def read_prediction_log_partitioned(
 
     if files_per_partition < 1:
         raise ValueError(f"files_per_partition must be >= 1, got {files_per_partition}")
+    if partition_bytes < 1:
+        raise ValueError(f"partition_bytes must be >= 1, got {partition_bytes}")
     files = [str(f) for f in list_part_files(path, start, end)]
     if schema is None:
         schema = _schema_from_footer(Path(files[0])) if files else LogSchema((), ())
     meta = schema.empty_frame()
+    unknown = [c for c in columns or () if c not in meta.columns]
+    if unknown:
+        raise PredictionLogError(f"columns {unknown} are not in the prediction log's schema")
     if not files:
-        return dd.from_pandas(meta, npartitions=1)
-    groups = [files[i : i + files_per_partition] for i in range(0, len(files), files_per_partition)]
-    parts = [
-        dask.delayed(_read_group, pure=True)(group, schema.to_json(), start, end)
-        for group in groups
-    ]
-    logger.debug("Prediction log %s: %d part files in %d partitions", path, len(files), len(parts))
-    return dd.from_delayed(parts, meta=meta, verify_meta=True)
+        frame = dd.from_pandas(meta, npartitions=1)
+        return frame if columns is None else frame[list(columns)]
+    groups = _groups(files, files_per_partition, partition_bytes)
+    logger.debug("Prediction log %s: %d part files in %d partitions", path, len(files), len(groups))
+    # from_map with a `columns=` argument: Dask pushes column selections into the read
+    frame = dd.from_map(
+        _read_group,
+        groups,
+        args=[schema.to_json(), start, end],
+        meta=meta,
+        label="read-prediction-log",
+        enforce_metadata=True,
+    )
+    return frame if columns is None else frame[list(columns)]
 
 
 def _write_partition(

@@ -44,8 +44,9 @@ with Dask: ``merge_counts(dask.compute(*map(dask.delayed(binning.count), ddf.to_
 turns the result into a per-chunk, per-feature table. The model score is a numeric feature like
 any other.
 
-Everything is vectorised: numeric bins via ``np.searchsorted`` on float64, categorical bins via
-pandas Categorical codes, counts via ``np.bincount``; there is no Python loop over rows.
+Everything is vectorised: numeric bins by one comparison per edge on float64 (``np.searchsorted``
+for features with many edges), categorical bins via pandas Categorical codes, counts via
+``np.bincount``; there is no Python loop over rows.
 ``benchmarks/bench_psi.py`` measures 1,000,000 rows x 20 features against the 1 s target.
 
 Example::
@@ -83,6 +84,10 @@ DEFAULT_WARN = 0.1
 DEFAULT_ALERT = 0.25
 MISSING_LABEL = "<missing>"
 UNSEEN_LABEL = "<unseen>"
+
+# Up to this many edges a numeric feature is binned by comparisons (uint8 bin numbers), beyond
+# it by binary search.
+_COMPARE_MAX_EDGES = 64
 
 _FORMAT = "shadowdrift.psi_binning"
 _FORMAT_VERSION = 1
@@ -126,8 +131,18 @@ class NumericBins:
         return [f"[{lo}, {hi})" for lo, hi in itertools.pairwise(bounds)] + [MISSING_LABEL]
 
     def bin_index(self, column: pd.Series) -> np.ndarray:
-        """Bin number of every row (intp array)."""
-        return np.searchsorted(self._search_edges, _as_float(self.name, column), side="right")
+        """Bin number of every row (an unsigned integer array)."""
+        values = _as_float(self.name, column)
+        if len(self.edges) > _COMPARE_MAX_EDGES:
+            return np.searchsorted(self._search_edges, values, side="right")
+        # Quantile bins have few edges: one vectorised comparison per edge beats a binary search
+        # per row (about 10x on 1M rows and 9 edges). The number of edges <= the value is what
+        # searchsorted(side="right") returns; NaN compares False, then goes to the missing bin.
+        index = np.zeros(len(values), dtype=np.uint8)
+        for edge in self.edges:
+            np.add(index, values >= edge, out=index, casting="unsafe")
+        index[np.isnan(values)] = len(self.edges) + 1
+        return index
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "edges": list(self.edges)}
@@ -516,8 +531,10 @@ class PSIBinning:
         n_chunks = len(labels)
         counts = {}
         for name, spec in self.specs.items():
-            # One bincount over (chunk, bin) pairs counts every chunk at once.
-            flat = codes * spec.n_bins + spec.bin_index(frame[name])
+            index = spec.bin_index(frame[name])
+            # One bincount over (chunk, bin) pairs counts every chunk at once; a single chunk
+            # (the usual partition of a time-ordered log) needs no pair codes.
+            flat = index if n_chunks == 1 else codes * spec.n_bins + index
             counts[name] = np.bincount(flat, minlength=n_chunks * spec.n_bins).reshape(
                 n_chunks, spec.n_bins
             )

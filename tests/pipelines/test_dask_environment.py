@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -113,7 +114,10 @@ def test_the_dask_environment_config_parses_to_a_local_two_worker_cluster():
     settings = DaskSettings.from_config(config["dask"])
     assert settings.address is None and settings.cluster_class is None
     assert (settings.local.n_workers, settings.local.threads_per_worker) == (2, 1)
-    assert settings.config == {"dataframe.convert-string": False}
+    assert settings.config == {
+        "dataframe.convert-string": False,
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    }
 
 
 @pytest.mark.parametrize(
@@ -155,6 +159,25 @@ def test_the_hook_is_idle_without_dask_config():
     hooks.after_context_created(_Context(None))
     hooks.before_pipeline_run({"env": "test"}, _tagged_pipeline("training"))
     assert hooks._client is None
+
+
+@pytest.mark.slow
+def test_the_hooks_local_workers_keep_glibcs_malloc_tuning(monkeypatch):
+    """conf/dask/dask.yml unsets Dask's MALLOC_TRIM_THRESHOLD_ for the LocalCluster's workers
+    (docs/scale_out.md); the hook applies the config before it starts the cluster."""
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    config = yaml.safe_load((PROJECT_ROOT / "conf/dask/dask.yml").read_text())["dask"]
+    config["local"]["n_workers"] = 1
+    hooks = DaskClientHooks()
+    hooks.after_context_created(_Context(config))
+    hooks.before_pipeline_run({"env": "dask"}, _tagged_pipeline("drift"))
+    try:
+        seen = hooks._client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_")
+        assert list(seen.values()) == [None]
+    finally:
+        hooks.after_pipeline_run()
+    # the nanny sets its pre-spawn variables in this process too; do not leak them
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
 
 
 def test_the_hook_refuses_pandas_only_pipelines_before_starting_a_cluster():

@@ -17,6 +17,7 @@ from shadowdrift.datasets.prediction_log_dataset import PredictionLogDataset
 from shadowdrift.frames import is_dask_frame
 from shadowdrift.partitioned_prediction_log import (
     DEFAULT_FILES_PER_PARTITION,
+    DEFAULT_PARTITION_BYTES,
     PartitionedLogBatch,
     read_prediction_log_partitioned,
     write_batch_partitioned,
@@ -30,7 +31,8 @@ class DaskPredictionLogDataset(PredictionLogDataset):
         path: the log directory (reachable from every worker).
         id_column: the entity id column kept in the log (for joining labels).
         load_args: ``start`` / ``end`` (ISO timestamps, UTC) to read a time slice of
-            ``logged_at``; ``files_per_partition`` (default 64) part files per partition.
+            ``logged_at``; ``files_per_partition`` (default 64) and ``partition_bytes``
+            (default 64 MiB): a partition holds at most that many part files and bytes.
         save_args: ``max_records_per_file`` (default 100,000) per part file.
         metadata: free-form (kedro-viz layer).
 
@@ -58,6 +60,7 @@ class DaskPredictionLogDataset(PredictionLogDataset):
             files_per_partition=int(
                 self._load_args.get("files_per_partition", DEFAULT_FILES_PER_PARTITION)
             ),
+            partition_bytes=int(self._load_args.get("partition_bytes", DEFAULT_PARTITION_BYTES)),
         )
 
     def save(self, data: PartitionedLogBatch | dd.DataFrame | pd.DataFrame) -> None:
