@@ -15,7 +15,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: install system-deps demo test lint format lock clean-data drift-report viz mlflow-ui strip-notebooks serve bento replay loop rollback
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml setup.py src/shadowdrift/serving/_forest.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock

@@ -416,7 +416,19 @@ def run_service_benchmark(args: argparse.Namespace) -> None:
     records = make_records(6000)
     root = Path(tempfile.mkdtemp(prefix="bench-service-"))
     names = [*(f"shadow-{m}" for m in args.modes), "shadow-off"]
-    servers = [Server(name, CONFIGURATIONS[name.removeprefix("shadow-")]) for name in names]
+    roles = {}
+    if args.swap_models:
+        # the store's challenger answers and its champion runs in shadow: which candidate the
+        # gate promotes varies, and the service must meet its targets with either
+        roles = {
+            "models": {
+                "champion": "shadowdrift-churn-challenger:latest",
+                "challenger": "shadowdrift-churn-champion:latest",
+            }
+        }
+    servers = [
+        Server(name, {**CONFIGURATIONS[name.removeprefix("shadow-")], **roles}) for name in names
+    ]
     if args.baseline:
         # the same configurations served from the other checkout, measured in the same rounds
         baseline = Path(args.baseline).resolve()
@@ -604,7 +616,7 @@ class _CollectingShadow:
         self.jobs.clear()
 
 
-def _profile_core(root: Path):
+def _profile_core(root: Path, swap_models: bool = False):
     """A ServingCore on the store's models, its shadow jobs collected, its writer unused."""
     import dataclasses
 
@@ -618,6 +630,12 @@ def _profile_core(root: Path):
 
     settings = load_serving_settings(PROJECT)
     sys.setswitchinterval(settings.gil_switch_interval_s)
+    if swap_models:
+        models = settings.models
+        settings = dataclasses.replace(
+            settings,
+            models={"champion": models["challenger"], "challenger": models["champion"]},
+        )
     settings = dataclasses.replace(
         settings,
         prediction_log=dataclasses.replace(settings.prediction_log, path=root / "log"),
@@ -794,7 +812,7 @@ def run_batch_profile(args: argparse.Namespace) -> None:
     body = json.dumps({"records": make_records(1000)}).encode()
     load = os.getloadavg()
     try:
-        core = _profile_core(root)
+        core = _profile_core(root, args.swap_models)
         rows = _profile_request(core, body, args.repeats)
         rows += _profile_log(core, body, args.repeats, root)
         core.close(grace_s=0.1)
@@ -826,6 +844,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="a checkout of an older commit (git archive REF | tar -x -C DIR): its code and "
         "conf/base are served too, as 'before ...' configurations in the same rounds",
+    )
+    parser.add_argument(
+        "--swap-models",
+        action="store_true",
+        help="serve the store's challenger as champion and its champion in shadow",
     )
     parser.add_argument("--model-formats", action="store_true", help="compare model store formats")
     parser.add_argument(

@@ -14,6 +14,8 @@ from sklearn.pipeline import Pipeline
 from shadowdrift.churn_model import ChurnModel
 from shadowdrift.schema import parse_schema
 from shadowdrift.serving.fast_path import (
+    FOREST_KERNEL_MISSING,
+    NODE_DTYPE,
     CompiledHGB,
     CompiledPreprocessor,
     FastScorer,
@@ -111,11 +113,21 @@ def scorer(model: ChurnModel, **kwargs: Any) -> FastScorer:
     return FastScorer(model, schema.numeric_features, schema.categorical_features, **kwargs)
 
 
+def test_the_c_forest_kernel_is_built():
+    """``pip install -e .`` compiles it; without it batches fall back to the slower numpy path."""
+    assert FOREST_KERNEL_MISSING is None, FOREST_KERNEL_MISSING
+    # the C struct shadowdrift_node: double, 3 x int32, int16, 2 x uint8, no padding
+    assert NODE_DTYPE.itemsize == 24
+    assert [NODE_DTYPE.fields[name][1] for name in NODE_DTYPE.names] == [0, 8, 12, 16, 20, 22, 23]
+
+
+@pytest.mark.parametrize("kernel", ["c", "numpy"])
 @pytest.mark.parametrize("with_gaps", [False, True])
-def test_compiled_hgb_equals_the_pipeline_bit_for_bit(with_gaps):
+def test_compiled_hgb_equals_the_pipeline_bit_for_bit(with_gaps, kernel):
     model = tiny_models(with_gaps)["gbm"]
-    fast = scorer(model)
+    fast = scorer(model, c_kernel=kernel == "c")
     assert fast.path == "compiled-hgb"
+    assert fast.kernel == kernel
     frame = awkward_records()
     numeric, categorical = as_arrays(frame)
     expected = model.predict_probability(frame)
@@ -129,8 +141,12 @@ def test_compiled_hgb_equals_the_pipeline_bit_for_bit(with_gaps):
         for i in range(len(frame))
     ]
     assert np.array_equal(np.array(singles), expected)
-    small = fast.predict_probability(numeric[:5], [column[:5] for column in categorical])
-    assert np.array_equal(small, expected[:5])
+    # every remainder of the C kernel's groups of eight rows
+    for n_rows in (5, 8, 9, 15, 16, 17, 599):
+        some = fast.predict_probability(
+            numeric[:n_rows], [column[:n_rows] for column in categorical]
+        )
+        assert np.array_equal(some, expected[:n_rows]), n_rows
 
 
 def test_compiled_preprocessor_equals_the_column_transformer():

@@ -94,6 +94,10 @@ class ServingSettings:
     timeout_s: float = 30.0
     access_log: bool = False
     single_record_fast_path: bool = True
+    # requests of at least this many records are scored on one of `batch_threads` threads, so
+    # that the event loop parses the next request meanwhile (0: always on the event loop)
+    batch_thread_min_records: int = 64
+    batch_threads: int = 2
     request: RequestPolicy = field(default_factory=RequestPolicy)
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
     prediction_log: LogSettings = field(
@@ -178,6 +182,13 @@ def _positive_int(section: Mapping[str, Any], name: str, key: str, default: int)
     value = section.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ServingConfigError(f"{key}.{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _non_negative_int(section: Mapping[str, Any], name: str, key: str, default: int) -> int:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ServingConfigError(f"{key}.{name} must be an integer >= 0, got {value!r}")
     return value
 
 
@@ -316,6 +327,10 @@ def parse_serving_settings(params: Mapping[str, Any], project_path: Path) -> Ser
         timeout_s=_positive_float(serving, "timeout_s", "serving", 30.0),
         access_log=_boolean(serving, "access_log", "serving", False),
         single_record_fast_path=_boolean(serving, "single_record_fast_path", "serving", True),
+        batch_thread_min_records=_non_negative_int(
+            serving, "batch_thread_min_records", "serving", 64
+        ),
+        batch_threads=_positive_int(serving, "batch_threads", "serving", 2),
         request=_parse_request(_section(serving, "serving.request")),
         shadow=_parse_shadow(_section(serving, "serving.shadow")),
         prediction_log=_parse_log(

@@ -101,6 +101,8 @@ class LoadedModel:
             "threshold": self.scorer.threshold,
             "fast_path": self.scorer.path,
             "fast_path_fallback_reason": self.scorer.fallback_reason,
+            "forest_kernel": self.scorer.kernel,
+            "forest_kernel_missing": self.scorer.kernel_missing,
         }
 
     def metric_labels(self) -> tuple[str, ...]:
@@ -255,14 +257,18 @@ def load_bundle(
         loaded[role] = LoadedModel(
             role, make_scorer(model, schema, settings), stored.registry_version, stored.to_json()
         )
+        scorer = loaded[role].scorer
         logger.info(
-            "Loaded %s %s (registry version %s, %s, fast path %s)",
+            "Loaded %s %s (registry version %s, %s, fast path %s%s)",
             role,
             stored.bento_tag,
             stored.registry_version,
             model.name,
-            loaded[role].scorer.path,
+            scorer.path,
+            f", forest kernel {scorer.kernel}" if scorer.kernel else "",
         )
+        if scorer.kernel_missing and scorer.kernel != "c":
+            logger.warning("%s: trees walked in numpy (%s)", role, scorer.kernel_missing)
     return ModelBundle(
         champion=loaded[CHAMPION],
         challenger=loaded.get(CHALLENGER),

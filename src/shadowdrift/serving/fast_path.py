@@ -24,6 +24,8 @@ scorer falls back) when an attribute is missing.
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import logging
 import math
 from collections.abc import Sequence
@@ -44,6 +46,41 @@ DEFAULT_SMALL_BATCH = 8
 
 class UnsupportedModel(Exception):
     """The fitted object does not have the layout this module reproduces."""
+
+
+# One node of the flattened forest as the C kernel reads it (``_forest.c``, shadowdrift_node).
+NODE_DTYPE = np.dtype(
+    [
+        ("threshold", np.float64),
+        ("feature", np.int32),
+        ("left", np.int32),
+        ("right", np.int32),
+        ("category_row", np.int16),
+        ("missing_left", np.uint8),
+        ("is_leaf", np.uint8),
+    ]
+)
+KERNEL_C = "c"
+KERNEL_NUMPY = "numpy"
+
+
+def _load_forest_kernel() -> tuple[Any, str | None]:
+    """The compiled ``shadowdrift_forest_raw``, or None and why (not built: no C compiler)."""
+    spec = importlib.util.find_spec("shadowdrift.serving._forest")
+    if spec is None or spec.origin is None:
+        return None, "the C forest kernel is not built (pip install -e . needs a C compiler)"
+    try:
+        function = ctypes.CDLL(spec.origin).shadowdrift_forest_raw
+    except (OSError, AttributeError) as exc:
+        return None, f"the C forest kernel at {spec.origin} does not load: {exc}"
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    function.argtypes = [pointer, size, size, pointer, size, pointer, pointer, pointer]
+    function.argtypes += [ctypes.c_double, pointer]
+    function.restype = None
+    return function, None
+
+
+_FOREST_KERNEL, FOREST_KERNEL_MISSING = _load_forest_kernel()
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,7 +267,12 @@ class CompiledHGB:
     """
 
     def __init__(
-        self, estimator: Any, *, small_batch: int = DEFAULT_SMALL_BATCH, n_threads: int = 1
+        self,
+        estimator: Any,
+        *,
+        small_batch: int = DEFAULT_SMALL_BATCH,
+        n_threads: int = 1,
+        use_c_kernel: bool = True,
     ):
         try:
             predictors = estimator._predictors
@@ -251,6 +293,17 @@ class CompiledHGB:
         self._known_bitsets = known_bitsets
         self._f_idx_map = f_idx_map
         self._flatten(known_bitsets, f_idx_map)
+        # "c": every batch size in one GIL-free call; "numpy": the walk for a few rows and
+        # scikit-learn's per-tree routine for more (the same numbers, slower on batches)
+        self._kernel = None
+        self.kernel_missing = FOREST_KERNEL_MISSING if use_c_kernel else "switched off"
+        if use_c_kernel and _FOREST_KERNEL is not None:
+            try:
+                self._node_records()
+                self._kernel = _FOREST_KERNEL
+            except UnsupportedModel as exc:
+                self.kernel_missing = str(exc)
+        self.kernel = KERNEL_C if self._kernel is not None else KERNEL_NUMPY
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -324,6 +377,35 @@ class CompiledHGB:
                     table[row, value] = self.missing_left[node]
         self.category_table = table
 
+    def _node_records(self) -> None:
+        """The flattened forest as ``NODE_DTYPE`` records and the raw pointers the kernel takes."""
+        n_nodes = len(self.feature)
+        if n_nodes >= 2**31 or len(self.categorical_nodes) >= 2**15:
+            raise UnsupportedModel("the forest is too large for the C kernel's 32-bit indexes")
+        category_row = np.full(n_nodes, -1, dtype=np.int16)
+        category_row[self.categorical_nodes] = np.arange(len(self.categorical_nodes))
+        nodes = np.zeros(n_nodes, dtype=NODE_DTYPE)
+        nodes["threshold"] = self.threshold
+        nodes["feature"] = self.feature
+        nodes["left"] = self.left
+        nodes["right"] = self.right
+        nodes["category_row"] = category_row
+        nodes["missing_left"] = self.missing_left
+        nodes["is_leaf"] = self.is_leaf
+        self._c_nodes = nodes
+        self._c_roots = self.roots.astype(np.int32)
+        self._c_table = np.ascontiguousarray(self.category_table, dtype=np.uint8)
+        self._c_value = np.ascontiguousarray(self.value, dtype=np.float64)
+        # the arrays above live as long as this object, so their addresses stay valid
+        self._c_arguments = (
+            self._c_roots.ctypes.data,
+            len(self._c_roots),
+            nodes.ctypes.data,
+            self._c_table.ctypes.data,
+            self._c_value.ctypes.data,
+            self.baseline,
+        )
+
     # -- prediction ------------------------------------------------------------------------
 
     def internal(self, X: np.ndarray) -> np.ndarray:
@@ -350,6 +432,8 @@ class CompiledHGB:
         return self.raw_internal(self.internal(X))
 
     def raw_internal(self, internal: np.ndarray) -> np.ndarray:
+        if self._kernel is not None:
+            return self._c_forest(internal)
         if internal.shape[0] <= self.small_batch:
             return self._walk(internal)
         return self._per_tree(internal)
@@ -359,6 +443,19 @@ class CompiledHGB:
 
     def proba_internal(self, internal: np.ndarray) -> np.ndarray:
         return self._inverse_link(self.raw_internal(internal))
+
+    def _c_forest(self, internal: np.ndarray) -> np.ndarray:
+        internal = np.ascontiguousarray(internal, dtype=np.float64)
+        n_rows, n_features = internal.shape
+        if n_features != self.n_features:
+            raise ValueError(f"expected {self.n_features} internal columns, got {n_features}")
+        out = np.empty(n_rows, dtype=np.float64)
+        roots, n_trees, nodes, table, value, baseline = self._c_arguments
+        self._kernel(
+            internal.ctypes.data, n_rows, n_features, roots, n_trees, nodes, table, value,
+            baseline, out.ctypes.data,
+        )  # fmt: skip
+        return out
 
     def _per_tree(self, internal: np.ndarray) -> np.ndarray:
         raw = np.full(internal.shape[0], self.baseline)
@@ -479,7 +576,9 @@ class FastScorer:
     (``schema_numeric``, ``schema_categorical``); the scorer reorders them for the model. ``path`` says which path is
     in use: ``compiled-hgb`` (numpy preprocessing and trees), ``compiled-preprocessing``
     (numpy preprocessing, then the estimator on the array) or ``pipeline`` (the model's own
-    DataFrame path).
+    DataFrame path). For ``compiled-hgb``, ``kernel`` says how the trees are walked: ``c``
+    (``_forest.c``, one GIL-free call) or ``numpy`` (no compiled kernel; ``kernel_missing``
+    says why).
     """
 
     def __init__(
@@ -491,6 +590,7 @@ class FastScorer:
         enabled: bool = True,
         small_batch: int = DEFAULT_SMALL_BATCH,
         n_threads: int = 1,
+        c_kernel: bool = True,
     ) -> None:
         self.model = model
         self.threshold = float(model.threshold)
@@ -511,6 +611,7 @@ class FastScorer:
         self._estimator: Any = None
         self.path = "pipeline"
         self.fallback_reason: str | None = None
+        self._c_kernel = c_kernel
         if enabled:
             self._compile(small_batch, n_threads)
         else:
@@ -535,7 +636,12 @@ class FastScorer:
         self._preprocessor = preprocessor
         if type(estimator).__name__ == "HistGradientBoostingClassifier":
             try:
-                self._hgb = CompiledHGB(estimator, small_batch=small_batch, n_threads=n_threads)
+                self._hgb = CompiledHGB(
+                    estimator,
+                    small_batch=small_batch,
+                    n_threads=n_threads,
+                    use_c_kernel=self._c_kernel,
+                )
                 self._hgb_input = FusedHGBInput(preprocessor, self._hgb)
                 self.path = "compiled-hgb"
                 return
@@ -554,6 +660,16 @@ class FastScorer:
                 f"a {kind} feature of the model is not {kind} in the schema"
             ) from exc
         return None if positions == list(range(len(available))) else positions
+
+    @property
+    def kernel(self) -> str | None:
+        """How the trees are walked (``c`` or ``numpy``); None when no trees are compiled."""
+        return self._hgb.kernel if self._hgb is not None else None
+
+    @property
+    def kernel_missing(self) -> str | None:
+        """Why the trees are not walked by the C kernel, if they are compiled at all."""
+        return self._hgb.kernel_missing if self._hgb is not None else None
 
     def preprocess(
         self, numeric: np.ndarray, categorical: Sequence[Sequence[str | None]]

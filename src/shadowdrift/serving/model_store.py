@@ -222,9 +222,12 @@ def resolve(reference: str, model_store: Any = None, *, alias: str | None = None
     if alias is not None:
         # bentofile.yaml `models: [{tag: ..., alias: champion}]`: BentoML maps the alias to the
         # tag pinned at build time; with no such alias this looks up a model named "champion".
+        # The pin only fixes the *version* of the configured model: configuration that names
+        # another model (conf/local, a benchmark swapping the roles) wins.
         try:
             model = bentoml.models.get(alias, **kwargs)
-            if model.info.metadata.get("format") == FORMAT:
+            wanted = bentoml.Tag.from_taglike(reference).name
+            if model.info.metadata.get("format") == FORMAT and model.tag.name == wanted:
                 return model
         except (NotFound, BentoMLException, ValueError):
             pass

@@ -250,6 +250,13 @@ class ChurnService:
                 timeout_s=shadow.max_delay_s,
                 sample_rate=shadow.sample_rate,
             )
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Batches are scored off the event loop: the C forest kernel and torch hold no GIL
+        # while they compute, so the loop parses the next request meanwhile (docs/serving.md)
+        self._batch_pool = ThreadPoolExecutor(
+            max_workers=SETTINGS.batch_threads, thread_name_prefix="batch-scoring"
+        )
         # /reload and the store watch both load and swap; one at a time
         self._reload_lock = threading.Lock()
         # Load in the background: the worker starts answering /healthz at once and /readyz
@@ -341,7 +348,14 @@ class ChurnService:
         Body: ``{"records": [{feature: value, ...}, ...]}`` or ``{"records": {...}}``; optional
         header ``X-Request-ID``. See docs/serving.md for the rules and the answer's format.
         """
-        reply = self.core.predict(records, ctx.request.headers.get("x-request-id"))
+        request_id = ctx.request.headers.get("x-request-id")
+        threshold = SETTINGS.batch_thread_min_records
+        if threshold and isinstance(records, list) and len(records) >= threshold:
+            reply = await asyncio.get_running_loop().run_in_executor(
+                self._batch_pool, self.core.predict, records, request_id
+            )
+        else:
+            reply = self.core.predict(records, request_id)
         return _response(reply, ctx)  # type: ignore[return-value]
 
     @bentoml.api(route="/feedback")
@@ -430,6 +444,7 @@ class ChurnService:
         drain = getattr(self.core.shadow_runner, "drain", None)
         if drain is not None:
             await drain(SETTINGS.shadow.shutdown_grace_s)
+        await asyncio.to_thread(self._batch_pool.shutdown, True)
         await asyncio.to_thread(self.core.close)
 
 
