@@ -408,6 +408,8 @@ CONFIGURATIONS = {
     "thread-2workers": {"shadow": {"enabled": True, "mode": "thread"}, "workers": 2},
     "service": {"shadow": {"enabled": True, "mode": "service"}},
     "off": {"shadow": {"enabled": False}},
+    # every request scored on the event loop (no batch threads), for an A/B
+    "thread-inline": {"shadow": {"enabled": True, "mode": "thread"}, "batch_thread_min_records": 0},
 }
 
 
@@ -833,7 +835,7 @@ def main(argv: list[str] | None = None) -> None:
         "--modes",
         nargs="+",
         default=["thread"],
-        choices=["thread", "service", "thread-2workers"],
+        choices=["thread", "service", "thread-2workers", "thread-inline"],
         help="shadow modes to compare with shadow off",
     )
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per scenario")

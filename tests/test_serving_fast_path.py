@@ -128,6 +128,8 @@ def test_compiled_hgb_equals_the_pipeline_bit_for_bit(with_gaps, kernel):
     fast = scorer(model, c_kernel=kernel == "c")
     assert fast.path == "compiled-hgb"
     assert fast.kernel == kernel
+    # only the C kernel makes a batch worth a scoring thread of its own in the service
+    assert fast.releases_gil == (kernel == "c")
     frame = awkward_records()
     numeric, categorical = as_arrays(frame)
     expected = model.predict_probability(frame)
@@ -162,6 +164,7 @@ def test_mlp_behind_compiled_preprocessing_equals_the_pipeline():
     model = tiny_models()["mlp"]
     fast = scorer(model)
     assert fast.path == "compiled-preprocessing"
+    assert not fast.releases_gil
     frame = awkward_records()
     numeric, categorical = as_arrays(frame)
     assert np.array_equal(

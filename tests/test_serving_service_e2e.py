@@ -153,15 +153,19 @@ def test_ready_with_the_registrys_models(server):
 def test_valid_requests_are_answered_by_the_champion(server):
     from shadowdrift.serving.model_store import load_stored
 
-    records = _test_records(server, 25)
+    # 200 records: at least serving.batch_thread_min_records, so an HGB champion scores them on
+    # a batch thread (the C kernel) and an MLP champion on the event loop
+    records = _test_records(server, 200)
     batch = server.post("/predict", {"records": records}, headers={"X-Request-ID": "e2e-batch-1"})
     assert batch.status_code == 200, batch.text
     body = batch.json()
     assert body["request_id"] == "e2e-batch-1" == batch.headers["x-request-id"]
-    server.scored["e2e-batch-1"] = 25
+    server.scored["e2e-batch-1"] = 200
     info = server.get("/model_info").json()["champion"]
+    if info["fast_path"] == "compiled-hgb":
+        assert info["forest_kernel"] == "c", info["forest_kernel_missing"]
     champion, _ = load_stored(model_store(server.home).get(info["bento_tag"]))
-    frame = first_test_rows(server.project, 25)
+    frame = first_test_rows(server.project, 200)
     expected = champion.predict_probability(frame)
     got = np.array([p["churn_probability"] for p in body["predictions"]])
     assert np.array_equal(got, expected)

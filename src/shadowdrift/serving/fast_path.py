@@ -667,6 +667,15 @@ class FastScorer:
         return self._hgb.kernel if self._hgb is not None else None
 
     @property
+    def releases_gil(self) -> bool:
+        """Whether scoring spends its time without the GIL (the C forest kernel).
+
+        Only then is a batch worth a thread of its own: torch's many small calls on an MLP
+        re-take the GIL between operations and were slower on a thread (docs/serving.md).
+        """
+        return self.kernel == KERNEL_C
+
+    @property
     def kernel_missing(self) -> str | None:
         """Why the trees are not walked by the C kernel, if they are compiled at all."""
         return self._hgb.kernel_missing if self._hgb is not None else None

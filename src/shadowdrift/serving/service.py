@@ -252,8 +252,8 @@ class ChurnService:
             )
         from concurrent.futures import ThreadPoolExecutor
 
-        # Batches are scored off the event loop: the C forest kernel and torch hold no GIL
-        # while they compute, so the loop parses the next request meanwhile (docs/serving.md)
+        # Batches for a champion whose scoring holds no GIL (the C forest kernel) are scored
+        # off the event loop, which parses the next request meanwhile (docs/serving.md)
         self._batch_pool = ThreadPoolExecutor(
             max_workers=SETTINGS.batch_threads, thread_name_prefix="batch-scoring"
         )
@@ -350,7 +350,14 @@ class ChurnService:
         """
         request_id = ctx.request.headers.get("x-request-id")
         threshold = SETTINGS.batch_thread_min_records
-        if threshold and isinstance(records, list) and len(records) >= threshold:
+        bundle = self.core.bundle
+        if (
+            threshold
+            and isinstance(records, list)
+            and len(records) >= threshold
+            and bundle is not None
+            and bundle.champion.scorer.releases_gil
+        ):
             reply = await asyncio.get_running_loop().run_in_executor(
                 self._batch_pool, self.core.predict, records, request_id
             )
