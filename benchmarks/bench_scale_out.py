@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python benchmarks/bench_scale_out.py [--rows 20000000] [--data-dir DIR] [--clean]
 
 1. **Data.** A prediction log of ``--rows`` rows x 20 features (18 numeric, 2 categorical) in
-   the project's log format (``prediction_log.write_batch``: zstd Parquet part files of
+   the project's log format (``prediction_log.write_batch``: lz4 Parquet part files of
    ``--rows-per-file`` rows under ``date=YYYY-MM-DD/``), event times over four weeks with a
    drift that grows with time, a champion and a challenger score, distinct request and customer
    ids. Generated in chunks of ``--chunk-rows`` (peak RSS about 0.55 GB while writing, 0.99 GB
@@ -211,12 +211,18 @@ def generate(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
     from shadowdrift.churn_model import ChurnModel
     from shadowdrift.drift_monitor import fit_reference
-    from shadowdrift.prediction_log import LogSchema, write_batch
+    from shadowdrift.prediction_log import PARQUET_COMPRESSION, LogSchema, write_batch
     from shadowdrift.schema import parse_schema
     from shadowdrift.training import fit_candidate, split_validation
 
     manifest_file = root / "manifest.json"
-    wanted = {"rows": args.rows, "rows_per_file": args.rows_per_file, "seed": args.seed}
+    # The codec is part of the key: data written by an older log format is regenerated.
+    wanted = {
+        "rows": args.rows,
+        "rows_per_file": args.rows_per_file,
+        "seed": args.seed,
+        "codec": PARQUET_COMPRESSION,
+    }
     if manifest_file.exists():
         manifest = json.loads(manifest_file.read_text())
         if {k: manifest.get(k) for k in wanted} == wanted:
@@ -322,6 +328,7 @@ def _drift_tables_dask(root: Path, fitted: Any, args: argparse.Namespace) -> dic
         root / "prediction_log",
         files_per_partition=args.files_per_partition,
         partition_bytes=args.partition_mib * 2**20,
+        categorical_dtype=args.categorical_dtype,
     )
     if not args.no_projection:
         # only the columns the statistics read are converted (the read still checks them all)
@@ -514,6 +521,7 @@ def run_one(
         "--workers", str(workers), "--data-dir", str(args.data_dir),
         "--files-per-partition", str(args.files_per_partition), "--log-subdir", log_subdir,
         "--partition-mib", str(args.partition_mib),
+        "--categorical-dtype", args.categorical_dtype,
         *(["--no-projection"] if args.no_projection else []),
         *(["--dask-malloc-default"] if args.dask_malloc_default else []),
     ]  # fmt: skip
@@ -655,6 +663,12 @@ def check_targets(results: list[dict]) -> list[tuple[str, float, float, bool]]:
     return checks
 
 
+def _catalog_load_args() -> dict[str, Any]:
+    """The load_args of the prediction log in the dask environment's catalog."""
+    catalog = yaml.safe_load((PROJECT / "conf/dask/catalog.yml").read_text())
+    return dict(catalog["model_output_prediction_log"].get("load_args") or {})
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000_000)
@@ -662,6 +676,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--chunk-rows", type=int, default=500_000, help="generator chunk")
     parser.add_argument("--files-per-partition", type=int, default=64, help="as the dataset")
     parser.add_argument("--partition-mib", type=int, default=64, help="as the dataset")
+    parser.add_argument(
+        "--categorical-dtype",
+        choices=["object", "category"],
+        default=_catalog_load_args().get("categorical_dtype", "object"),
+        help="Dask drift: pandas dtype of the categorical features (default: as the dask "
+        "environment's catalog entry model_output_prediction_log)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--steps", default="drift,inference")
@@ -742,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"Data: {args.rows:,} log rows x 20 features in {manifest['files']} part files "
-        f"({manifest['bytes'] / 1e9:.2f} GB), {args.files_per_partition} files or {args.partition_mib} MiB per Dask partition "
+        f"({manifest['bytes'] / 1e9:.2f} GB), {args.files_per_partition} files or {args.partition_mib} MiB per Dask partition, categorical features as {args.categorical_dtype} "
         f"for drift; generated in {manifest['generate_seconds']} s, generator peak RSS "
         f"{manifest['generator_peak_rss_mb']:.0f} MB; champion: {manifest['champion_trees']} trees"
     )

@@ -10,6 +10,7 @@ from shadowdrift.drift_chunks import (
     CHUNK_TABLE_COLUMNS,
     ChunkingError,
     assign_chunks,
+    factorize_chunk_key,
     normalise_timestamps,
 )
 from shadowdrift.drift_params import ChunkingParams
@@ -108,3 +109,29 @@ def test_missing_or_bad_timestamps_fail_naming_the_column():
         assign_chunks(pd.Series(["soon"]), ChunkingParams(), column="ts")
     with pytest.raises(ChunkingError, match="no rows to chunk"):
         assign_chunks(pd.Series([], dtype="datetime64[ns]"), ChunkingParams())
+
+
+def test_a_categorical_chunk_key_factorizes_as_its_labels_do():
+    labels = np.array(["2025-01-13", "2025-01-06", "2025-01-13", "2025-01-06", "2025-01-20"])
+    # categories in another order than sorted, and one that no row uses
+    key = pd.Categorical(labels, categories=["2025-01-20", "2025-01-13", "2025-01-06", "x"])
+    for sort in (True, False):
+        codes, uniques = factorize_chunk_key(labels.astype(object), len(labels), sort=sort)
+        cat_codes, cat_uniques = factorize_chunk_key(key, len(labels), sort=sort)
+        series_codes, series_uniques = factorize_chunk_key(pd.Series(key), len(labels), sort=sort)
+        # the same label for every row, and each label once
+        assert list(uniques[codes]) == list(cat_uniques[cat_codes]) == list(labels)
+        assert list(series_uniques[series_codes]) == list(labels)
+        assert sorted(cat_uniques) == sorted(uniques) == ["2025-01-06", "2025-01-13", "2025-01-20"]
+        if sort:
+            assert list(cat_uniques) == list(uniques)
+            assert list(cat_codes) == list(codes)
+
+
+def test_a_chunk_key_of_the_wrong_length_or_with_gaps_is_refused():
+    with pytest.raises(ValueError, match=r"one label per row: got shape \(2,\) for 3 rows"):
+        factorize_chunk_key(["a", "b"], 3, sort=True)
+    with pytest.raises(ValueError, match="missing values"):
+        factorize_chunk_key(pd.Categorical(["a", None, "a"]), 3, sort=False)
+    with pytest.raises(ValueError, match="missing values"):
+        factorize_chunk_key(np.array(["a", None], dtype=object), 2, sort=True)

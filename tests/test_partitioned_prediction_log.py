@@ -102,9 +102,9 @@ def test_selected_columns_are_pushed_into_the_read(log_dir: Path, monkeypatch) -
     seen: list[list[str] | None] = []
     read_group = ppl._read_group
 
-    def spy(files, schema_json, start, end, columns=None):
+    def spy(files, schema_json, start, end, categorical_dtype="object", columns=None):
         seen.append(columns)
-        return read_group(files, schema_json, start, end, columns)
+        return read_group(files, schema_json, start, end, categorical_dtype, columns=columns)
 
     monkeypatch.setattr(ppl, "_read_group", spy)
     log = ppl.read_prediction_log_partitioned(log_dir, files_per_partition=4)
@@ -118,6 +118,39 @@ def test_selected_columns_are_pushed_into_the_read(log_dir: Path, monkeypatch) -
     assert list(direct.columns) == ["x"] and len(direct) == len(whole)
     with pytest.raises(PredictionLogError, match="not in the prediction log"):
         ppl.read_prediction_log_partitioned(log_dir, columns=["nope"])
+
+
+def test_categorical_features_as_category_hold_the_same_values(log_dir: Path) -> None:
+    whole = read_prediction_log(log_dir)
+    log = ppl.read_prediction_log_partitioned(
+        log_dir, files_per_partition=4, categorical_dtype="category"
+    )
+    assert isinstance(log.dtypes["colour"], pd.CategoricalDtype)
+    parts = partitions(log)
+    assert all(isinstance(p["colour"].dtype, pd.CategoricalDtype) for p in parts)
+    frame = pd.concat(parts, ignore_index=True)
+    frame["colour"] = frame["colour"].astype(object)
+    pd.testing.assert_frame_equal(frame, whole)
+    # a projection keeps the dtype; other columns keep the documented ones
+    part = partitions(log[["colour", "x"]])[0]
+    assert isinstance(part["colour"].dtype, pd.CategoricalDtype)
+    assert part["x"].dtype == whole["x"].dtype
+    with pytest.raises(ValueError, match="categorical_dtype must be one of"):
+        ppl.read_prediction_log_partitioned(log_dir, categorical_dtype="string")
+
+
+def test_a_file_that_breaks_a_rule_is_named_when_read_as_category(log_dir: Path) -> None:
+    bad = list_part_files(log_dir)[3]
+
+    def unknown_status(table: pa.Table) -> pa.Table:
+        index = table.schema.get_field_index("challenger_status")
+        values = pa.array(["lost"] * table.num_rows, pa.string())
+        return table.set_column(index, table.schema.field(index), values)
+
+    _rewrite(bad, unknown_status)
+    log = ppl.read_prediction_log_partitioned(log_dir, categorical_dtype="category")
+    with pytest.raises(PredictionLogError, match=rf"part file {bad}: challenger_status not in"):
+        log.compute()
 
 
 def _rewrite(file: Path, change) -> None:

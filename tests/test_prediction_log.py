@@ -606,6 +606,27 @@ def test_write_batch(tmp_path: Path) -> None:
     assert len(read_prediction_log(tmp_path)) == 25  # nothing of the bad batch was written
 
 
+def test_part_files_are_lz4_with_dictionaries_off_for_floats_and_zstd_logs_still_read(
+    tmp_path: Path,
+) -> None:
+    written = write_batch(tmp_path, batch_frame(20), SCHEMA)
+    metadata = pq.ParquetFile(written[0]).metadata.row_group(0)
+    schema = pq.read_schema(written[0])
+    for i in range(metadata.num_columns):
+        column = metadata.column(i)
+        assert column.compression == "LZ4", column.path_in_schema
+        floating = pa.types.is_floating(schema.field(column.path_in_schema).type)
+        # float values hardly repeat: their dictionary pages would be wasted work
+        assert ("RLE_DICTIONARY" in column.encodings) != floating, column.path_in_schema
+    expected = read_prediction_log(tmp_path)
+
+    # a log written with zstd (the format's codec before lz4) reads exactly the same
+    table = pq.read_table(written[0])
+    written[0].unlink()
+    pq.write_table(table, written[0], compression="zstd")
+    pd.testing.assert_frame_equal(read_prediction_log(tmp_path), expected)
+
+
 def test_start_and_end_select_logged_at(tmp_path: Path) -> None:
     write_batch(tmp_path, batch_frame(3), SCHEMA)
     logged = read_prediction_log(tmp_path)["logged_at"].iloc[0]

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shadowdrift.drift_chunks import factorize_chunk_key
 from shadowdrift.schema import DataSchema
 
 logger = logging.getLogger(__name__)
@@ -138,15 +139,10 @@ def count_quality(
     ``what`` names the frame in error messages.
     """
     _check_columns(frame, schema, what)
-    key = chunk_key.to_numpy() if isinstance(chunk_key, pd.Series) else np.asarray(chunk_key)
-    if key.ndim != 1 or len(key) != len(frame):
-        raise DataQualityError(
-            f"{what}: chunk_key must have one label per row, got shape {key.shape} for "
-            f"{len(frame)} rows"
-        )
-    codes, labels = pd.factorize(key, sort=False)
-    if np.any(codes < 0):
-        raise DataQualityError(f"{what}: chunk_key has missing values")
+    try:
+        codes, labels = factorize_chunk_key(chunk_key, len(frame), sort=False)
+    except ValueError as exc:
+        raise DataQualityError(f"{what}: {exc}") from exc
     n_chunks = len(labels)
     labels = np.asarray(labels, dtype=object)
     rows: list[tuple[Any, str, str, str, int]] = []

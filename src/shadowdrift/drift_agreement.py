@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shadowdrift.drift_chunks import factorize_chunk_key
 from shadowdrift.prediction_log import (
     CHALLENGER_LABEL,
     CHALLENGER_PROBABILITY,
@@ -66,9 +67,10 @@ def count_agreement(
         raise AgreementError(
             f"the analysis frame lacks prediction-log column(s) {', '.join(map(repr, missing))}"
         )
-    key = chunk_key.to_numpy() if isinstance(chunk_key, pd.Series) else np.asarray(chunk_key)
-    if len(key) != len(frame):
-        raise AgreementError(f"chunk_key has {len(key)} labels for {len(frame)} rows")
+    try:
+        codes, labels = factorize_chunk_key(chunk_key, len(frame), sort=False)
+    except ValueError as exc:
+        raise AgreementError(str(exc)) from exc
     # One hash pass over the statuses and one over the chunk labels; everything else is
     # comparisons of small integer codes and bincounts (no DataFrame groupby).
     status_codes, statuses = pd.factorize(
@@ -81,7 +83,6 @@ def count_agreement(
             f"column {CHALLENGER_STATUS!r} has unknown value(s) {unknown}; allowed: "
             f"{', '.join(CHALLENGER_STATUSES)}"
         )
-    codes, labels = pd.factorize(key, sort=False)
     n_chunks = len(labels)
     champion_p = frame[CHAMPION_PROBABILITY].to_numpy(dtype=np.float64, na_value=np.nan)
     challenger_p = frame[CHALLENGER_PROBABILITY].to_numpy(dtype=np.float64, na_value=np.nan)

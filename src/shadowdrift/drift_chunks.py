@@ -29,9 +29,11 @@ Plain pandas; does not import Kedro or NannyML.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,6 +96,61 @@ class ChunkAssignment:
         return self.table.loc[self.table["complete"], "chunk"].tolist()
 
 
+def factorize_chunk_key(
+    chunk_key: Any, n_rows: int, *, sort: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(chunk code of every row, the labels) of a per-row chunk key, as ``pd.factorize``.
+
+    A ``pd.Categorical`` (or categorical Series) is taken by its codes, without hashing a label
+    per row: the partitioned drift path labels rows that way because hashing 400,000 string
+    labels costs about 25 ms, three times per partition. Unused categories are dropped, so the
+    labels are those that occur, as ``pd.factorize`` gives them; ``sort`` sorts them (order of
+    appearance, or of the categories, if they do not sort). Raises ValueError if the key does
+    not have one label per row or a label is missing.
+    """
+    if isinstance(chunk_key, pd.Series) and isinstance(chunk_key.dtype, pd.CategoricalDtype):
+        chunk_key = chunk_key.array
+    if isinstance(chunk_key, pd.Categorical):
+        key: Any = chunk_key
+        shape: tuple[int, ...] = (len(chunk_key),)
+    else:
+        key = chunk_key.to_numpy() if isinstance(chunk_key, pd.Series) else np.asarray(chunk_key)
+        shape = key.shape
+    if len(shape) != 1 or shape[0] != n_rows:
+        raise ValueError(
+            f"chunk_key must have one label per row: got shape {shape} for {n_rows} rows"
+        )
+    if isinstance(key, pd.Categorical):
+        codes, labels = _present_categories(key, sort)
+    else:
+        codes = labels = None
+        if sort:
+            with contextlib.suppress(TypeError):
+                codes, labels = pd.factorize(key, sort=True)
+        if codes is None:
+            codes, labels = pd.factorize(key, sort=False)
+    if np.any(codes < 0):
+        raise ValueError("chunk_key has missing values; every row needs a chunk label")
+    return codes, labels
+
+
+def _present_categories(key: pd.Categorical, sort: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and labels of the categories that occur (a bincount: no sort of the rows)."""
+    codes = key.codes.astype(np.intp)
+    categories = key.categories.to_numpy()
+    if np.any(codes < 0):
+        return codes, categories  # the caller refuses missing labels
+    used = np.flatnonzero(np.bincount(codes, minlength=len(categories)))
+    if sort:
+        with contextlib.suppress(TypeError):
+            used = used[np.argsort(categories[used], kind="stable")]
+    if len(used) == len(categories) and np.all(used == np.arange(len(used))):
+        return codes, categories
+    lookup = np.full(len(categories), -1, dtype=np.intp)
+    lookup[used] = np.arange(len(used), dtype=np.intp)
+    return lookup[codes], categories[used]
+
+
 def _fixed_length_label(start: pd.Timestamp, offset: pd.DateOffset) -> str:
     one_day = pd.Timedelta(days=1)
     length = pd.Timedelta(offset)
@@ -116,8 +173,14 @@ def _by_period(times: pd.Series, period: str) -> tuple[np.ndarray, pd.DataFrame]
             end = start + offset
             labels = [_fixed_length_label(s, offset) for s in start]
         else:
-            periods = times.dt.to_period(period)
-            codes, uniques = pd.factorize(periods, sort=True)
+            # Calendar periods (W, M, Q, Y) are made of whole days: find each row's day with
+            # integer arithmetic and convert only the few distinct days to periods (converting
+            # every row took about 40 ms per 300,000 rows).
+            days = times.to_numpy().astype("datetime64[D]").view(np.int64)
+            day_codes, unique_days = pd.factorize(days, sort=False)
+            day_periods = pd.DatetimeIndex(unique_days.astype("datetime64[D]")).to_period(period)
+            period_codes, uniques = pd.factorize(day_periods, sort=True)
+            codes = period_codes[day_codes]
             index = pd.PeriodIndex(uniques)
             start = index.start_time
             end = (index + 1).start_time

@@ -187,38 +187,46 @@ def _size_label(code: int, size: int, n_rows: int) -> str:
     return f"[{first}:{min(first + size, n_rows) - 1}]"
 
 
-def _label_rows(part: pd.DataFrame, chunking: _Chunking) -> tuple[np.ndarray, pd.DataFrame]:
-    """Chunk label of every row, and per label: sort key, start and end."""
+def _chunk_rows(
+    part: pd.DataFrame, chunking: _Chunking
+) -> tuple[pd.Categorical, pd.DataFrame, pd.Series]:
+    """The chunk of every row, as a Categorical over ``info``'s chunks; ``info``: one row per
+    chunk (``chunk``, ``sort_key``, ``start``, ``end``), in the Categorical's code order; and
+    the rows' timestamps, normalised (naive UTC).
+
+    The counting functions take the Categorical by its codes; labelling rows with strings made
+    each of them hash 400,000 labels again.
+    """
     times = normalise_timestamps(part[chunking.timestamp], chunking.timestamp)
     if chunking.by == "size":
-        codes = part[ROW_POSITION].to_numpy(dtype=np.int64) // chunking.size
+        global_codes = part[ROW_POSITION].to_numpy(dtype=np.int64) // chunking.size
+        codes, sizes = pd.factorize(global_codes, sort=True)
         table = (
             pd.DataFrame({"code": codes, "time": times.to_numpy()})
             .groupby("code", sort=True)["time"]
             .agg(["min", "max"])
         )
-        labels = {c: _size_label(int(c), chunking.size, chunking.n_rows) for c in table.index}
         info = pd.DataFrame(
             {
-                "chunk": [labels[c] for c in table.index],
-                "sort_key": table.index.to_numpy(dtype=np.int64),
+                "chunk": [_size_label(int(c), chunking.size, chunking.n_rows) for c in sizes],
+                "sort_key": sizes.astype(np.int64),
                 "start": table["min"].to_numpy(),
                 "end": table["max"].to_numpy(),
             }
         )
-        row_labels = np.array([labels[c] for c in codes], dtype=object)
-        return row_labels, info
-    assignment = assign_chunks(part[chunking.timestamp], chunking.params, column=chunking.timestamp)
-    table = assignment.table
-    info = pd.DataFrame(
-        {
-            "chunk": table["chunk"].to_numpy(dtype=object),
-            "sort_key": table["start"].to_numpy(),
-            "start": table["start"].to_numpy(),
-            "end": table["end"].to_numpy(),
-        }
-    )
-    return assignment.labels, info
+    else:
+        assignment = assign_chunks(times, chunking.params, column=chunking.timestamp)
+        codes, table = assignment.codes, assignment.table
+        info = pd.DataFrame(
+            {
+                "chunk": table["chunk"].to_numpy(dtype=object),
+                "sort_key": table["start"].to_numpy(),
+                "start": table["start"].to_numpy(),
+                "end": table["end"].to_numpy(),
+            }
+        )
+    rows = pd.Categorical.from_codes(codes, categories=pd.Index(info["chunk"], dtype=object))
+    return rows, info, times
 
 
 def _partition_counts(
@@ -226,21 +234,19 @@ def _partition_counts(
 ) -> _Counts | None:
     if part.empty:
         return None
-    part = part.reset_index(drop=True)
-    labels, info = _label_rows(part, chunking)
-    codes = pd.Index(info["chunk"]).get_indexer(labels)
+    rows, info, times = _chunk_rows(part, chunking)
+    codes = rows.codes
     info["n_rows"] = np.bincount(codes, minlength=len(info)).astype(np.int64)
     if chunking.target in part.columns:
         labelled = part[chunking.target].notna().to_numpy()
         info["n_labelled"] = np.bincount(codes[labelled], minlength=len(info)).astype(np.int64)
     else:
         info["n_labelled"] = 0
-    times = normalise_timestamps(part[chunking.timestamp], chunking.timestamp)
     return _Counts(
         chunks=info,
-        psi=fitted.binning.count_by_chunk(part, labels),
-        quality=count_quality(part, labels, fitted.schema),
-        agreement=count_agreement(part, labels) if chunking.agreement else None,
+        psi=fitted.binning.count_by_chunk(part, rows),
+        quality=count_quality(part, rows, fitted.schema),
+        agreement=count_agreement(part, rows) if chunking.agreement else None,
         first_time=times.min(),
         last_time=times.max(),
     )
@@ -377,8 +383,8 @@ def _nannyml_results(
 def _with_chunk_labels(part: pd.DataFrame, chunking: _Chunking) -> pd.DataFrame:
     if part.empty:
         return part.assign(**{CHUNK: pd.Series([], dtype=object)})
-    labels, _ = _label_rows(part.reset_index(drop=True), chunking)
-    return part.assign(**{CHUNK: labels})
+    rows, _, _ = _chunk_rows(part, chunking)
+    return part.assign(**{CHUNK: np.asarray(rows, dtype=object)})
 
 
 # --- the whole computation -----------------------------------------------------------------------

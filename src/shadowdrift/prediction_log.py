@@ -75,6 +75,10 @@ SOURCES = ("service", "batch")
 PART_PREFIX = "part-"
 PART_SUFFIX = ".parquet"
 TMP_SUFFIX = ".tmp"
+# lz4 decodes about 40% faster than zstd for files about 3% larger (docs/benchmarks.md,
+# "Scale-out"); drift reads the whole log on every run, so decoding speed is what matters.
+# Readers accept any codec Parquet knows, so files written with zstd before stay readable.
+PARQUET_COMPRESSION = "lz4"
 DATE_DIR_PREFIX = "date="
 
 # Without these keys a record cannot be interpreted; everything else defaults to null.
@@ -411,8 +415,15 @@ def _conform_table(table: pa.Table, schema: LogSchema, origin: str) -> pa.Table:
             f"(missing: {missing or 'none'}; unexpected: {extra or 'none'})"
         )
     arrays = []
-    for spec in schema.column_specs:
+    fields = []
+    for spec, field in zip(schema.column_specs, schema.arrow_schema, strict=True):
         column = table.column(spec.name)
+        if _is_dictionary_of(column.type, spec.arrow_type):
+            # read with read_dictionary (the partitioned reader's categorical features): the
+            # same values, kept encoded
+            arrays.append(column)
+            fields.append(field.with_type(column.type))
+            continue
         try:
             arrays.append(
                 column if column.type == spec.arrow_type else column.cast(spec.arrow_type)
@@ -422,9 +433,16 @@ def _conform_table(table: pa.Table, schema: LogSchema, origin: str) -> pa.Table:
                 f"{origin}: column {spec.name!r} has type {column.type}, "
                 f"expected {spec.arrow_type}: {exc}"
             ) from exc
-    conformed = pa.Table.from_arrays(arrays, schema=schema.arrow_schema)
+        fields.append(field)
+    conformed = pa.Table.from_arrays(
+        arrays, schema=pa.schema(fields, metadata=schema.arrow_schema.metadata)
+    )
     _check_values(conformed, schema, origin)
     return conformed
+
+
+def _is_dictionary_of(arrow_type: pa.DataType, value_type: pa.DataType) -> bool:
+    return pa.types.is_dictionary(arrow_type) and arrow_type.value_type == value_type
 
 
 def _check_values(table: pa.Table, schema: LogSchema, origin: str) -> None:
@@ -480,7 +498,8 @@ def _problem(table: pa.Table, mask: Any, message: str) -> str | None:
 
 
 def _to_pandas(table: pa.Table, schema: LogSchema) -> pd.DataFrame:
-    frame = table.to_pandas()
+    # Timestamps come out as documented (ns) without a second pass in pandas.
+    frame = table.to_pandas(coerce_temporal_nanoseconds=True)
     for name, dtype in schema.pandas_dtypes.items():
         if frame[name].dtype != dtype:
             frame[name] = frame[name].astype(dtype)
@@ -541,7 +560,12 @@ def _write_part_atomically(directory: Path, name: str, table: pa.Table) -> Path:
     tmp = directory / f".{name}{TMP_SUFFIX}"
     try:
         with open(tmp, "xb") as handle:
-            pq.write_table(table, handle, compression="zstd")
+            pq.write_table(
+                table,
+                handle,
+                compression=PARQUET_COMPRESSION,
+                use_dictionary=_dictionary_columns(table.schema),
+            )
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)
@@ -551,6 +575,16 @@ def _write_part_atomically(directory: Path, name: str, table: pa.Table) -> Path:
         raise
     _fsync_dir(directory)
     return final
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: everything but floating-point values.
+
+    Float features and scores are nearly all distinct, so their dictionary pages are wasted
+    work to build and to decode (the drift pipeline reads every file of the log); ids,
+    categories, labels, versions and reasons repeat a lot and shrink several-fold.
+    """
+    return [field.name for field in schema if not pa.types.is_floating(field.type)]
 
 
 def _day_of_ns(ns: int) -> date:
@@ -1231,11 +1265,13 @@ def list_part_files(path: str | os.PathLike[str], start: Any = None, end: Any = 
     return sorted(found)
 
 
-def _read_part_table(file: Path) -> pa.Table:
+def _read_part_table(file: Path, read_dictionary: Sequence[str] | None = None) -> pa.Table:
+    """The whole part file; ``read_dictionary`` columns stay dictionary-encoded (see
+    ``pq.ParquetFile``). Errors name the file."""
     try:
         # ParquetFile reads exactly this file: no dataset discovery, no hive columns from the
         # date=... directory name.
-        with pq.ParquetFile(file) as part:
+        with pq.ParquetFile(file, read_dictionary=read_dictionary) as part:
             return part.read()
     except FileNotFoundError as exc:
         raise PredictionLogError(

@@ -72,6 +72,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
+from shadowdrift.drift_chunks import factorize_chunk_key
+
 logger = logging.getLogger(__name__)
 
 FeatureKind = Literal["numeric", "categorical"]
@@ -513,21 +515,14 @@ class PSIBinning:
     ) -> ChunkCounts:
         """Counts per chunk in one pass; ``chunk_key`` labels each row, by position.
 
-        Chunks are sorted by label (order of appearance if labels do not sort).
+        Chunks are sorted by label (order of appearance if labels do not sort). A
+        ``pd.Categorical`` key is used by its codes (no hashing of a label per row).
         """
         _check_columns(frame, self.specs, "frame")
-        key = chunk_key.to_numpy() if isinstance(chunk_key, pd.Series) else np.asarray(chunk_key)
-        if key.ndim != 1 or len(key) != len(frame):
-            raise PSIError(
-                f"chunk_key must have one label per row: got shape {key.shape} for "
-                f"{len(frame)} rows"
-            )
         try:
-            codes, labels = pd.factorize(key, sort=True)
-        except TypeError:
-            codes, labels = pd.factorize(key, sort=False)
-        if np.any(codes < 0):
-            raise PSIError("chunk_key has missing values; every row needs a chunk label")
+            codes, labels = factorize_chunk_key(chunk_key, len(frame), sort=True)
+        except ValueError as exc:
+            raise PSIError(str(exc)) from exc
         n_chunks = len(labels)
         counts = {}
         for name, spec in self.specs.items():

@@ -117,6 +117,7 @@ def test_the_dask_environment_config_parses_to_a_local_two_worker_cluster():
     assert settings.config == {
         "dataframe.convert-string": False,
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        "distributed.nanny.pre-spawn-environ.ARROW_DEFAULT_MEMORY_POOL": "jemalloc",
     }
 
 
@@ -162,10 +163,12 @@ def test_the_hook_is_idle_without_dask_config():
 
 
 @pytest.mark.slow
-def test_the_hooks_local_workers_keep_glibcs_malloc_tuning(monkeypatch):
-    """conf/dask/dask.yml unsets Dask's MALLOC_TRIM_THRESHOLD_ for the LocalCluster's workers
-    (docs/scale_out.md); the hook applies the config before it starts the cluster."""
+def test_the_hooks_local_workers_get_the_configured_allocators(monkeypatch):
+    """conf/dask/dask.yml unsets Dask's MALLOC_TRIM_THRESHOLD_ and gives Arrow jemalloc on the
+    LocalCluster's workers (docs/scale_out.md); the hook applies the config before it starts
+    the cluster."""
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
     config = yaml.safe_load((PROJECT_ROOT / "conf/dask/dask.yml").read_text())["dask"]
     config["local"]["n_workers"] = 1
     hooks = DaskClientHooks()
@@ -174,10 +177,19 @@ def test_the_hooks_local_workers_keep_glibcs_malloc_tuning(monkeypatch):
     try:
         seen = hooks._client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_")
         assert list(seen.values()) == [None]
+        pools = hooks._client.run(_arrow_memory_pool)
+        assert list(pools.values()) == ["jemalloc"]
     finally:
         hooks.after_pipeline_run()
     # the nanny sets its pre-spawn variables in this process too; do not leak them
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+
+
+def _arrow_memory_pool() -> str:
+    import pyarrow as pa
+
+    return pa.default_memory_pool().backend_name
 
 
 def test_the_hook_refuses_pandas_only_pipelines_before_starting_a_cluster():
