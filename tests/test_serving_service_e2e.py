@@ -164,6 +164,7 @@ def test_valid_requests_are_answered_by_the_champion(server):
     info = server.get("/model_info").json()["champion"]
     if info["fast_path"] == "compiled-hgb":
         assert info["forest_kernel"] == "c", info["forest_kernel_missing"]
+    assert info["releases_gil"] == (info["forest_kernel"] == "c")
     champion, _ = load_stored(model_store(server.home).get(info["bento_tag"]))
     frame = first_test_rows(server.project, 200)
     expected = champion.predict_probability(frame)

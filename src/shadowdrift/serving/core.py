@@ -103,6 +103,8 @@ class LoadedModel:
             "fast_path_fallback_reason": self.scorer.fallback_reason,
             "forest_kernel": self.scorer.kernel,
             "forest_kernel_missing": self.scorer.kernel_missing,
+            # whether scoring releases the GIL, i.e. large batches go to a batch thread
+            "releases_gil": self.scorer.releases_gil,
         }
 
     def metric_labels(self) -> tuple[str, ...]:
