@@ -200,7 +200,7 @@ def _chunk_rows(
     times = normalise_timestamps(part[chunking.timestamp], chunking.timestamp)
     if chunking.by == "size":
         global_codes = part[ROW_POSITION].to_numpy(dtype=np.int64) // chunking.size
-        codes, sizes = pd.factorize(global_codes, sort=True)
+        codes, chunk_numbers = pd.factorize(global_codes, sort=True)
         table = (
             pd.DataFrame({"code": codes, "time": times.to_numpy()})
             .groupby("code", sort=True)["time"]
@@ -208,8 +208,10 @@ def _chunk_rows(
         )
         info = pd.DataFrame(
             {
-                "chunk": [_size_label(int(c), chunking.size, chunking.n_rows) for c in sizes],
-                "sort_key": sizes.astype(np.int64),
+                "chunk": [
+                    _size_label(int(c), chunking.size, chunking.n_rows) for c in chunk_numbers
+                ],
+                "sort_key": chunk_numbers.astype(np.int64),
                 "start": table["min"].to_numpy(),
                 "end": table["max"].to_numpy(),
             }

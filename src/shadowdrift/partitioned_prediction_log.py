@@ -56,6 +56,7 @@ from shadowdrift.prediction_log import (
 from shadowdrift.prediction_log import _conform_table as conform_table
 from shadowdrift.prediction_log import _filter_time as filter_time
 from shadowdrift.prediction_log import _read_part_table as read_part_table
+from shadowdrift.prediction_log import _to_pandas as log_frame
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -126,7 +127,7 @@ CATEGORICAL_DTYPES = ("object", "category")
 def _to_pandas(
     table: pa.Table, schema: LogSchema, categorical_dtype: str = "object"
 ) -> pd.DataFrame:
-    """The log's documented pandas dtypes, for whichever of its columns ``table`` holds;
+    """As ``read_prediction_log`` converts (whichever of the log's columns ``table`` holds);
     categorical features as pandas ``category`` if ``categorical_dtype`` says so."""
     dtypes = dict(schema.pandas_dtypes)
     if categorical_dtype == "category":
@@ -137,12 +138,7 @@ def _to_pandas(
             ):
                 index = table.column_names.index(name)
                 table = table.set_column(index, name, pc.dictionary_encode(table.column(index)))
-    # Timestamps come out as documented (ns) without a second pass in pandas.
-    frame = table.to_pandas(coerce_temporal_nanoseconds=True)
-    for name in frame.columns:
-        if frame[name].dtype != dtypes[name]:
-            frame[name] = frame[name].astype(dtypes[name])
-    return frame
+    return log_frame(table, schema, dtypes)
 
 
 def _read_schema(schema: LogSchema, dictionary: list[str]) -> pa.Schema:

@@ -498,12 +498,17 @@ def _problem(table: pa.Table, mask: Any, message: str) -> str | None:
     return f"{message} in {count} row(s), first at row {row} (request_id={request!r})"
 
 
-def _to_pandas(table: pa.Table, schema: LogSchema) -> pd.DataFrame:
+def _to_pandas(
+    table: pa.Table, schema: LogSchema, dtypes: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """The log's documented pandas dtypes (or ``dtypes``), for whichever of its columns
+    ``table`` holds."""
+    dtypes = schema.pandas_dtypes if dtypes is None else dtypes
     # Timestamps come out as documented (ns) without a second pass in pandas.
     frame = table.to_pandas(coerce_temporal_nanoseconds=True)
-    for name, dtype in schema.pandas_dtypes.items():
-        if frame[name].dtype != dtype:
-            frame[name] = frame[name].astype(dtype)
+    for name in frame.columns:
+        if frame[name].dtype != dtypes[name]:
+            frame[name] = frame[name].astype(dtypes[name])
     return frame
 
 
