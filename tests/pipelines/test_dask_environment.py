@@ -116,8 +116,12 @@ def test_the_dask_environment_config_parses_to_a_local_two_worker_cluster():
     assert (settings.local.n_workers, settings.local.threads_per_worker) == (2, 1)
     assert settings.config == {
         "dataframe.convert-string": False,
-        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 67108864,
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 268435456,
         "distributed.nanny.pre-spawn-environ.ARROW_DEFAULT_MEMORY_POOL": "jemalloc",
+        "distributed.nanny.pre-spawn-environ.JE_ARROW_MALLOC_CONF": (
+            "dirty_decay_ms:10000,muzzy_decay_ms:10000"
+        ),
     }
 
 
@@ -162,28 +166,45 @@ def test_the_hook_is_idle_without_dask_config():
     assert hooks._client is None
 
 
+_ALLOCATOR_VARIABLES = (
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "ARROW_DEFAULT_MEMORY_POOL",
+    "JE_ARROW_MALLOC_CONF",
+)
+
+
 @pytest.mark.slow
 def test_the_hooks_local_workers_get_the_configured_allocators(monkeypatch):
-    """conf/dask/dask.yml unsets Dask's MALLOC_TRIM_THRESHOLD_ and gives Arrow jemalloc on the
-    LocalCluster's workers (docs/scale_out.md); the hook applies the config before it starts
-    the cluster."""
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
-    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    """conf/dask/dask.yml replaces Dask's MALLOC_TRIM_THRESHOLD_=65536 with glibc thresholds
+    that keep freed memory and gives Arrow jemalloc with a 10 s decay on the LocalCluster's
+    workers (docs/scale_out.md); the hook applies the config before it starts the cluster."""
+    for name in _ALLOCATOR_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     config = yaml.safe_load((PROJECT_ROOT / "conf/dask/dask.yml").read_text())["dask"]
     config["local"]["n_workers"] = 1
     hooks = DaskClientHooks()
     hooks.after_context_created(_Context(config))
     hooks.before_pipeline_run({"env": "dask"}, _tagged_pipeline("drift"))
     try:
-        seen = hooks._client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_")
-        assert list(seen.values()) == [None]
+        (seen,) = hooks._client.run(_allocator_environment).values()
+        assert seen == {
+            "MALLOC_MMAP_THRESHOLD_": "67108864",
+            "MALLOC_TRIM_THRESHOLD_": "268435456",
+            "ARROW_DEFAULT_MEMORY_POOL": "jemalloc",
+            "JE_ARROW_MALLOC_CONF": "dirty_decay_ms:10000,muzzy_decay_ms:10000",
+        }
         pools = hooks._client.run(_arrow_memory_pool)
         assert list(pools.values()) == ["jemalloc"]
     finally:
         hooks.after_pipeline_run()
     # the nanny sets its pre-spawn variables in this process too; do not leak them
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
-    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    for name in _ALLOCATOR_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _allocator_environment() -> dict[str, str | None]:
+    return {name: os.getenv(name) for name in _ALLOCATOR_VARIABLES}
 
 
 def _arrow_memory_pool() -> str:
