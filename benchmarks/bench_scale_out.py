@@ -294,7 +294,14 @@ def _worker_peak_rss_mb() -> float:
     return peak_rss_mb()
 
 
-_MALLOC = "MALLOC_TRIM_THRESHOLD_"
+_PRE_SPAWN = "distributed.nanny.pre-spawn-environ."
+# what conf/dask/dask.yml sets on the workers, reported with each Dask measurement
+_ALLOCATOR_VARIABLES = (
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "ARROW_DEFAULT_MEMORY_POOL",
+    "JE_ARROW_MALLOC_CONF",
+)
 
 
 def _cpu_seconds() -> float:
@@ -424,9 +431,12 @@ def _start_cluster(
 
     config = yaml.safe_load((PROJECT / "conf/dask/dask.yml").read_text())["dask"]
     config["local"]["n_workers"] = args.workers
-    if args.dask_malloc_default:
-        # Dask's own default, for an A/B against the project's setting (conf/dask/dask.yml)
-        config["config"]["distributed.nanny.pre-spawn-environ." + _MALLOC] = 65536
+    if args.dask_allocator_default:
+        # the workers as Dask starts them (its MALLOC_TRIM_THRESHOLD_=65536, pyarrow's
+        # mimalloc), for an A/B against the project's settings (conf/dask/dask.yml)
+        config["config"] = {
+            key: value for key, value in config["config"].items() if not key.startswith(_PRE_SPAWN)
+        }
     settings = DaskSettings.from_config(config)
     stack.enter_context(dask.config.set(settings.config))
     tick = time.perf_counter()
@@ -436,8 +446,12 @@ def _start_cluster(
     client.wait_for_workers(args.workers)
     client.run(_import_modules, WARM_UP_MODULES[args.measure])
     result["cluster_start_s"] = time.perf_counter() - tick
-    result["worker_malloc_trim"] = sorted(set(client.run(os.getenv, _MALLOC).values()))
+    result["worker_allocators"] = client.run(_allocator_environment)
     return client
+
+
+def _allocator_environment() -> dict[str, str | None]:
+    return {name: os.getenv(name) for name in _ALLOCATOR_VARIABLES}
 
 
 def _inputs(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -523,7 +537,7 @@ def run_one(
         "--partition-mib", str(args.partition_mib),
         "--categorical-dtype", args.categorical_dtype,
         *(["--no-projection"] if args.no_projection else []),
-        *(["--dask-malloc-default"] if args.dask_malloc_default else []),
+        *(["--dask-allocator-default"] if args.dask_allocator_default else []),
     ]  # fmt: skip
     label = f"{what} {engine}" + (f" x{workers}" if engine == "dask" else "")
     print(f"Measuring {label} ...", flush=True)
@@ -697,9 +711,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--generate-only", action="store_true", help="write the data, stop")
     parser.add_argument(
-        "--dask-malloc-default",
+        "--dask-allocator-default",
         action="store_true",
-        help=f"workers get Dask's {_MALLOC}=65536 (an A/B against conf/dask/dask.yml)",
+        help="workers get Dask's and pyarrow's default allocators, without conf/dask/dask.yml's "
+        "pre-spawn-environ settings (an A/B)",
     )
     parser.add_argument("--clean", action="store_true", help="delete the data at the end")
     parser.add_argument("--measure", choices=["drift", "inference"], help=argparse.SUPPRESS)
