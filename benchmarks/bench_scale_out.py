@@ -309,6 +309,13 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _kernel_usage() -> tuple[float, int]:
+    """Kernel CPU seconds and minor page faults so far: the share of the CPU that a second
+    worker on the same machine inflates (docs/benchmarks.md, "Scale-out")."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_stime, usage.ru_minflt
+
+
 # What a worker imports to run the tasks (NannyML alone takes about 3 s): done once when the
 # cluster starts, as on a long-lived cluster, and reported with the start-up time.
 WARM_UP_MODULES = {
@@ -506,6 +513,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         client = _start_cluster(args, stack, result) if args.engine == "dask" else None
         if client is not None:
             cpu_before = client.run(_cpu_seconds)
+            kernel_before = client.run(_kernel_usage)
         tick, client_cpu = time.perf_counter(), _cpu_seconds()
         out = _run_step(args, root, inputs)
         result["wall_s"] = time.perf_counter() - tick
@@ -514,6 +522,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             result["worker_peak_mb"] = sorted(client.run(_worker_peak_rss_mb).values())
             cpu_after = client.run(_cpu_seconds)
             result["worker_cpu_s"] = sorted(cpu_after[w] - cpu_before[w] for w in cpu_after)
+            kernel_after = client.run(_kernel_usage)
+            kernel = [
+                (kernel_after[w][0] - kernel_before[w][0], kernel_after[w][1] - kernel_before[w][1])
+                for w in sorted(kernel_after)
+            ]
+            result["worker_kernel_cpu_s"] = [seconds for seconds, _ in kernel]
+            result["worker_minor_faults"] = [faults for _, faults in kernel]
     result["client_peak_mb"] = peak_rss_mb()
     result["partitions"] = out.pop("partitions")
     if args.measure == "drift":
@@ -554,6 +569,10 @@ def run_one(
         f"{fmt_mb(workers_mb)} MB, client {result['client_peak_mb']:.0f} MB",
         flush=True,
     )
+    if "worker_kernel_cpu_s" in result:
+        kernel = " / ".join(f"{seconds:.1f}" for seconds in result["worker_kernel_cpu_s"])
+        faults = " / ".join(f"{count:,}" for count in result["worker_minor_faults"])
+        print(f"  worker kernel CPU s {kernel}, minor page faults {faults}", flush=True)
     return result
 
 
