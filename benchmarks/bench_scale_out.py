@@ -309,6 +309,14 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _event_loop_cpu_seconds() -> float:
+    """CPU seconds of this process's main thread: in a Dask worker its event loop (task
+    bookkeeping, heartbeats, monitors), not the tasks, which run in other threads. Linux only."""
+    fields = Path(f"/proc/self/task/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are the 14th and 15th fields of stat(5); fields[0] is the 3rd
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _kernel_usage() -> tuple[float, int]:
     """Kernel CPU seconds and minor page faults so far: the share of the CPU that a second
     worker on the same machine inflates (docs/benchmarks.md, "Scale-out")."""
@@ -514,6 +522,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if client is not None:
             cpu_before = client.run(_cpu_seconds)
             kernel_before = client.run(_kernel_usage)
+            loop_before = client.run(_event_loop_cpu_seconds)
         tick, client_cpu = time.perf_counter(), _cpu_seconds()
         out = _run_step(args, root, inputs)
         result["wall_s"] = time.perf_counter() - tick
@@ -529,6 +538,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             ]
             result["worker_kernel_cpu_s"] = [seconds for seconds, _ in kernel]
             result["worker_minor_faults"] = [faults for _, faults in kernel]
+            loop_after = client.run(_event_loop_cpu_seconds)
+            result["worker_event_loop_cpu_s"] = [
+                loop_after[w] - loop_before[w] for w in sorted(loop_after)
+            ]
     result["client_peak_mb"] = peak_rss_mb()
     result["partitions"] = out.pop("partitions")
     if args.measure == "drift":
@@ -573,6 +586,12 @@ def run_one(
         kernel = " / ".join(f"{seconds:.1f}" for seconds in result["worker_kernel_cpu_s"])
         faults = " / ".join(f"{count:,}" for count in result["worker_minor_faults"])
         print(f"  worker kernel CPU s {kernel}, minor page faults {faults}", flush=True)
+        loops = " / ".join(f"{seconds:.2f}" for seconds in result["worker_event_loop_cpu_s"])
+        print(
+            f"  CPU s outside the tasks: worker event loops {loops}, client and scheduler "
+            f"{result['client_cpu_s']:.2f}",
+            flush=True,
+        )
     return result
 
 

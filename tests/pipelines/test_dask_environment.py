@@ -122,6 +122,9 @@ def test_the_dask_environment_config_parses_to_a_local_two_worker_cluster():
         "distributed.nanny.pre-spawn-environ.JE_ARROW_MALLOC_CONF": (
             "dirty_decay_ms:10000,muzzy_decay_ms:10000"
         ),
+        "distributed.worker.profile.enabled": False,
+        "distributed.admin.tick.interval": "200ms",
+        "distributed.admin.system-monitor.interval": "2s",
     }
 
 
@@ -196,6 +199,9 @@ def test_the_hooks_local_workers_get_the_configured_allocators(monkeypatch):
         }
         pools = hooks._client.run(_arrow_memory_pool)
         assert list(pools.values()) == ["jemalloc"]
+        # the housekeeping settings reach the worker processes too
+        (housekeeping,) = hooks._client.run(_housekeeping_config).values()
+        assert housekeeping == (False, "200ms", "2s")
     finally:
         hooks.after_pipeline_run()
     # the nanny sets its pre-spawn variables in this process too; do not leak them
@@ -205,6 +211,17 @@ def test_the_hooks_local_workers_get_the_configured_allocators(monkeypatch):
 
 def _allocator_environment() -> dict[str, str | None]:
     return {name: os.getenv(name) for name in _ALLOCATOR_VARIABLES}
+
+
+def _housekeeping_config() -> tuple[Any, ...]:
+    return tuple(
+        dask.config.get(key)
+        for key in (
+            "distributed.worker.profile.enabled",
+            "distributed.admin.tick.interval",
+            "distributed.admin.system-monitor.interval",
+        )
+    )
 
 
 def _arrow_memory_pool() -> str:
