@@ -317,11 +317,17 @@ def _event_loop_cpu_seconds() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _kernel_usage() -> tuple[float, int]:
-    """Kernel CPU seconds and minor page faults so far: the share of the CPU that a second
-    worker on the same machine inflates (docs/benchmarks.md, "Scale-out")."""
+def _worker_usage() -> dict[str, float]:
+    """A worker's CPU so far: all of it, the kernel's share and minor page faults (what a
+    second worker on the same machine inflates, docs/benchmarks.md, "Scale-out"), and its event
+    loop's."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_stime, usage.ru_minflt
+    return {
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "kernel_cpu_s": usage.ru_stime,
+        "minor_faults": usage.ru_minflt,
+        "event_loop_cpu_s": _event_loop_cpu_seconds(),
+    }
 
 
 # What a worker imports to run the tasks (NannyML alone takes about 3 s): done once when the
@@ -520,28 +526,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         client = _start_cluster(args, stack, result) if args.engine == "dask" else None
         if client is not None:
-            cpu_before = client.run(_cpu_seconds)
-            kernel_before = client.run(_kernel_usage)
-            loop_before = client.run(_event_loop_cpu_seconds)
+            usage_before = client.run(_worker_usage)
         tick, client_cpu = time.perf_counter(), _cpu_seconds()
         out = _run_step(args, root, inputs)
         result["wall_s"] = time.perf_counter() - tick
         result["client_cpu_s"] = _cpu_seconds() - client_cpu
         if client is not None:
             result["worker_peak_mb"] = sorted(client.run(_worker_peak_rss_mb).values())
-            cpu_after = client.run(_cpu_seconds)
-            result["worker_cpu_s"] = sorted(cpu_after[w] - cpu_before[w] for w in cpu_after)
-            kernel_after = client.run(_kernel_usage)
-            kernel = [
-                (kernel_after[w][0] - kernel_before[w][0], kernel_after[w][1] - kernel_before[w][1])
-                for w in sorted(kernel_after)
-            ]
-            result["worker_kernel_cpu_s"] = [seconds for seconds, _ in kernel]
-            result["worker_minor_faults"] = [faults for _, faults in kernel]
-            loop_after = client.run(_event_loop_cpu_seconds)
-            result["worker_event_loop_cpu_s"] = [
-                loop_after[w] - loop_before[w] for w in sorted(loop_after)
-            ]
+            usage_after = client.run(_worker_usage)
+            used = {
+                key: [usage_after[w][key] - usage_before[w][key] for w in sorted(usage_after)]
+                for key in usage_after[next(iter(usage_after))]
+            }
+            result["worker_cpu_s"] = sorted(used.pop("cpu_s"))
+            # in worker-address order, so that the lists pair up worker by worker
+            result.update({f"worker_{key}": values for key, values in used.items()})
     result["client_peak_mb"] = peak_rss_mb()
     result["partitions"] = out.pop("partitions")
     if args.measure == "drift":
