@@ -413,14 +413,14 @@ def compute_drift_partitioned(
     """``drift_monitor.compute_drift`` for a Dask DataFrame; the same ``DriftResults``.
 
     ``tie_breakers`` order rows that share an event time (size chunks depend on it); by
-    default the prediction log's ``logged_at, request_id, record_index``.
+    default the entity id, then the prediction log's ``logged_at, request_id, record_index``.
     """
     started = time.perf_counter()
     params, schema = fitted.params, fitted.schema
     seconds: dict[str, float] = {"fit_reference": fitted.fit_seconds}
     ts = timestamp_column
     missing = [c for c in [ts, *schema.features, CHAMPION_PROBABILITY] if c not in analysis.columns]
-    order = list(tie_breakers if tie_breakers is not None else LOG_ORDER)
+    order = list(tie_breakers if tie_breakers is not None else (schema.id, *LOG_ORDER))
     order = [c for c in order if c in analysis.columns]
     lengths = partition_lengths(analysis)
     if lengths.sum() == 0:

@@ -33,6 +33,7 @@ from shadowdrift.prediction_log import (
     CHAMPION_LATENCY_MS,
     CHAMPION_MODEL_VERSION,
     CHAMPION_PROBABILITY,
+    EVENT_TIME,
     RECORD_INDEX,
     utc_times,
 )
@@ -72,10 +73,20 @@ class ShadowModels:
         return self.challenger is not None
 
 
+def log_columns(records: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
+    """The id, the features and the record's own time as the log's UTC ``event_time``.
+
+    The schema's timestamp column may have any name; the log always calls it ``event_time``,
+    which is what drift chunks by and what the label delay counts from.
+    """
+    out = records[[schema.id, *schema.features]].copy()
+    out.insert(1, EVENT_TIME, utc_times(records[schema.timestamp]).to_numpy())
+    return out
+
+
 def _meta(records_meta: pd.DataFrame, schema: DataSchema, shadow: bool) -> pd.DataFrame:
     """The empty frame every scored partition looks like."""
-    out = records_meta[[schema.id, schema.timestamp, *schema.features]].copy()
-    out[schema.timestamp] = utc_times(out[schema.timestamp])
+    out = log_columns(records_meta, schema)
     dtypes: dict[str, Any] = dict(_CHAMPION_DTYPES)
     if shadow:
         dtypes.update(_CHALLENGER_DTYPES)
@@ -97,8 +108,7 @@ def _score_partition(
     if records.empty:
         return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in dtypes.items()})
     records = records.reset_index(drop=True)
-    s = schema
-    out = records[[s.id, s.timestamp, *s.features]].copy()
+    out = log_columns(records, schema)
     started = time.perf_counter()
     predictions = models.champion.predict(None, records)
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -126,7 +136,6 @@ def _score_partition(
             for name in _CHALLENGER_DTYPES:
                 out[name] = None
             out[CHALLENGER_STATUS] = "failed"
-    out[s.timestamp] = utc_times(out[s.timestamp])
     start = offsets[partition_info["number"]] if partition_info is not None else 0
     out[RECORD_INDEX] = np.arange(start, start + len(out), dtype=np.int64)
     return out[list(dtypes)].astype(dtypes)

@@ -90,7 +90,10 @@ def attach_ground_truth(
         log = log.sort_values("logged_at", kind="stable").drop_duplicates(s.id, keep="last")
         if len(log) < before:
             logger.info("%d re-scored records counted once (latest score kept)", before - len(log))
-    log = log.sort_values("event_time", kind="stable").reset_index(drop=True)
+    # Ties in event time are ordered by id, so that size chunks do not depend on the order in
+    # which records were scored or logged.
+    order = ["event_time", s.id] if s.id in log.columns else ["event_time"]
+    log = log.sort_values(order, kind="stable").reset_index(drop=True)
     posted = feedback_labels(log, feedback, as_of)
     if s.target in raw_production.columns and s.id in log.columns:
         truth = raw_production[[s.id, s.target]].copy()

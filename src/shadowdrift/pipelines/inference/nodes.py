@@ -18,9 +18,9 @@ from shadowdrift import registry
 from shadowdrift.churn_model import LABEL, PROBABILITY
 from shadowdrift.frames import is_dask_frame
 from shadowdrift.partitioned_prediction_log import PartitionedLogBatch
-from shadowdrift.partitioned_scoring import ShadowModels, score_partitions
+from shadowdrift.partitioned_scoring import ShadowModels, log_columns, score_partitions
 from shadowdrift.partitioned_validation import validate_partitions
-from shadowdrift.prediction_log import LogSchema, utc_times
+from shadowdrift.prediction_log import LogSchema
 from shadowdrift.schema import DataSchema, parse_schema, validate_frame
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def score_production(
         **PRODUCTION_CHECKS,
     )
     models = _load_models(models_registry_aliases, inference, model_registry)
-    out = records[[s.id, s.timestamp, *s.features]].copy()
+    out = log_columns(records, s)
     started = time.perf_counter()
     predictions = models.champion.predict(None, records)
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -79,7 +79,6 @@ def score_production(
             # the shadow never decides the outcome: its failure is logged and recorded, not raised
             logger.exception("challenger version %s failed on the batch", models.challenger_version)
             out["challenger_status"] = "failed"
-    out[s.timestamp] = utc_times(out[s.timestamp])
     agreement = (
         float(np.mean(out["champion_label"] == out["challenger_label"]))
         if "challenger_label" in out
