@@ -1,4 +1,4 @@
-"""The logged model: raw feature records in, churn probability and label out.
+"""The logged model: raw feature records in, the positive class's probability and the label out.
 
 ``ChurnModel`` is an MLflow ``PythonModel`` wrapping a fitted scikit-learn Pipeline (the
 preprocessing is inside it) together with its decision threshold, so whoever loads
@@ -24,8 +24,8 @@ from sklearn.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
-PROBABILITY = "churn_probability"
-LABEL = "churn_label"
+PROBABILITY = "probability"
+LABEL = "label"
 
 # What the logged model needs at load time (the project package itself must be importable:
 # the torch network's class lives in it).
@@ -63,7 +63,7 @@ class ChurnModel(mlflow.pyfunc.PythonModel):
         return self.numeric_features + self.categorical_features
 
     def predict_probability(self, records: pd.DataFrame) -> np.ndarray:
-        """Churn probability per record; columns beyond the features are ignored."""
+        """The positive class's probability per record; columns beyond the features are ignored."""
         missing = [c for c in self.features if c not in records.columns]
         if missing:
             raise ValueError(f"records lack feature column(s): {', '.join(missing)}")
@@ -71,7 +71,7 @@ class ChurnModel(mlflow.pyfunc.PythonModel):
 
     # No type hints on purpose: MLflow would try, and fail, to derive a signature from them.
     def predict(self, context, model_input, params=None):
-        """MLflow's entry point: a DataFrame with ``churn_probability`` and ``churn_label``."""
+        """MLflow's entry point: a DataFrame with ``probability`` and ``label`` (0/1)."""
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         probability = self.predict_probability(frame)
         return pd.DataFrame(

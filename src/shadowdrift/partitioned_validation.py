@@ -42,9 +42,11 @@ from shadowdrift.frames import (
     with_row_positions,
 )
 from shadowdrift.schema import (
+    ROOT_RULES,
     DataSchema,
     DataValidationError,
     build_pandera_schema,
+    check_target_classes,
     failed_rule_line,
     missing_column_line,
     validation_message,
@@ -259,12 +261,12 @@ def _drop_cascading(keys: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
     uncoercible = {
         column
         for column, check in keys
-        if str(check).startswith(("coerce_dtype", "dtype(")) and column is not None
+        if str(check).startswith((*ROOT_RULES, "dtype(")) and column is not None
     }
     kept = [
         (column, check)
         for column, check in keys
-        if column not in uncoercible or str(check).startswith("coerce_dtype")
+        if column not in uncoercible or str(check).startswith(ROOT_RULES)
     ]
     return kept or keys
 
@@ -379,6 +381,8 @@ def validate_partitions(
     lengths = partition_lengths(frame)
     if lengths.sum() == 0:
         raise DataValidationError(f"{dataset} is empty: there are no rows to validate")
+    if require_target and schema.positive_class is not None and schema.target in frame.columns:
+        check_target_classes(frame[schema.target].drop_duplicates().compute(), schema, dataset)
     offsets = partition_offsets(lengths)
     has_id = schema.id in frame.columns
     tasks = partition_tasks(

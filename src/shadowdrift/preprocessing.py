@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder, StandardScaler
+
+from shadowdrift.value_types import category_text
 
 # Both unseen and missing categories share this code; it must stay negative so that
 # HistGradientBoosting reads it as missing rather than as a real category.
@@ -63,13 +66,26 @@ def _check_columns(X: Any, declared: Sequence[str], stage: str) -> None:
 
 
 def missing_as_nan(X: Any) -> np.ndarray:
-    """Categorical values as an object array in which every kind of missing value is NaN.
+    """Categorical values as canonical text in an object array, every missing value as NaN.
 
-    ``OrdinalEncoder`` only treats NaN as missing: a ``None`` seen at fit time (which is how
-    pandas stores a blanked string) would become a category of its own instead of code -1.
+    Validated records already hold canonical text (``shadowdrift.value_types``); a caller that
+    passes a boolean or integer column (a notebook, a batch job) gets the same codes instead of
+    "unknown". ``OrdinalEncoder`` only treats NaN as missing: a ``None`` seen at fit time (how
+    pandas stores a blanked string) would otherwise become a category of its own.
     """
     values = np.asarray(X, dtype=object)
-    return np.where(pd.isna(values), np.nan, values)
+    missing = pd.isna(values)
+    if infer_dtype(values[~missing], skipna=False) not in ("string", "empty"):
+        flat = [_text_or_self(value) for value in values.ravel()]
+        values = np.array(flat, dtype=object).reshape(values.shape)
+    return np.where(missing, np.nan, values)
+
+
+def _text_or_self(value: Any) -> Any:
+    try:
+        return category_text(value)
+    except ValueError:
+        return value  # no category of any kind: the encoder codes it as unknown
 
 
 def build_preprocessor(

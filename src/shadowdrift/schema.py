@@ -1,10 +1,12 @@
 """The data schema: parsed from configuration, enforced with pandera.
 
-The schema (id, timestamp, target, numeric and categorical features with ranges and allowed
-values) lives in ``conf/<env>/parameters.yml`` under ``schema``. ``parse_schema`` turns that
+The schema (id, timestamp, target and its positive class, numeric and categorical features with
+ranges and allowed values) lives in ``conf/<env>/parameters.yml`` under ``schema``. ``parse_schema`` turns that
 mapping into a ``DataSchema`` and fails with a message naming the offending key when the
 configuration itself is malformed; ``validate_frame`` checks a DataFrame against it and fails
-with a message naming the column, the rule and a few offending rows.
+with a message naming the column, the rule and a few offending rows. Categorical values and the
+target are brought to one form on the way (``value_types``): categories as canonical text,
+labels as 0/1.
 
 Plain Python: importable without Kedro (the service validates requests with the same schema).
 """
@@ -21,11 +23,24 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from shadowdrift.value_types import (
+    KIND_RULE_PREFIX,
+    STRING,
+    categories_as_text,
+    category_text,
+    describe_values,
+    is_text_of_kind,
+    kind_rule,
+    labels_as_binary,
+    target_classes_problem,
+    value_kind,
+)
+
 logger = logging.getLogger(__name__)
 
 _NUMERIC_KEYS = {"dtype", "min", "max", "nullable", "description"}
 _CATEGORICAL_KEYS = {"values", "nullable", "description"}
-_TOP_KEYS = {"id", "timestamp", "target", "numeric", "categorical"}
+_TOP_KEYS = {"id", "timestamp", "target", "positive_class", "numeric", "categorical"}
 _NUMERIC_DTYPES = {"int", "float"}
 
 
@@ -52,9 +67,15 @@ class NumericFeature:
 
 @dataclass(frozen=True)
 class CategoricalFeature:
+    """``values`` are the allowed values as canonical text; ``kind`` is their configured type."""
+
     name: str
     values: tuple[str, ...]
     nullable: bool = False
+    kind: str = STRING
+
+    def describe(self) -> str:
+        return describe_values(self.kind, self.values)
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,8 @@ class DataSchema:
     target: str
     numeric: tuple[NumericFeature, ...] = field(default_factory=tuple)
     categorical: tuple[CategoricalFeature, ...] = field(default_factory=tuple)
+    # the target value the model predicts; None: the target is 0/1 or true/false
+    positive_class: Any = None
 
     @property
     def numeric_features(self) -> list[str]:
@@ -148,11 +171,16 @@ def _parse_categorical(name: str, spec: Any, prefix: str) -> CategoricalFeature:
         raise SchemaConfigError(
             f"{key}.values must be a non-empty list of allowed values, got {values!r}"
         )
-    if not all(isinstance(v, str) for v in values):
-        raise SchemaConfigError(f"{key}.values must all be strings, got {values!r}")
-    if len(set(values)) != len(values):
+    kinds = {value_kind(v) for v in values}
+    if None in kinds or len(kinds) > 1:
+        raise SchemaConfigError(
+            f"{key}.values must all be of one type: strings, booleans or integers, got {values!r}"
+        )
+    (kind,) = kinds
+    texts = tuple(category_text(v) for v in values)
+    if len(set(texts)) != len(texts):
         raise SchemaConfigError(f"{key}.values lists a value twice: {values!r}")
-    return CategoricalFeature(name, tuple(values), _parse_nullable(spec, key))
+    return CategoricalFeature(name, texts, _parse_nullable(spec, key), kind)
 
 
 def parse_schema(config: Any, prefix: str = "schema") -> DataSchema:
@@ -170,13 +198,19 @@ def parse_schema(config: Any, prefix: str = "schema") -> DataSchema:
         )
     numeric = tuple(_parse_numeric(n, s, prefix) for n, s in numeric_cfg.items())
     categorical = tuple(_parse_categorical(n, s, prefix) for n, s in categorical_cfg.items())
+    positive_class = config.get("positive_class")
+    if positive_class is not None and value_kind(positive_class) is None:
+        raise SchemaConfigError(
+            f"{prefix}.positive_class must be a string, a boolean or an integer (the target "
+            f"value the model predicts), got {positive_class!r}"
+        )
     names = [id_col, ts_col, target, *numeric_cfg, *categorical_cfg]
     seen: set[str] = set()
     for name in names:
         if name in seen:
             raise SchemaConfigError(f"{prefix}: column {name!r} is declared more than once")
         seen.add(name)
-    return DataSchema(id_col, ts_col, target, numeric, categorical)
+    return DataSchema(id_col, ts_col, target, numeric, categorical, positive_class)
 
 
 def _numeric_column(feature: NumericFeature, *, allow_nulls: bool) -> pa.Column:
@@ -195,6 +229,40 @@ def _numeric_column(feature: NumericFeature, *, allow_nulls: bool) -> pa.Column:
     return pa.Column(dtype, checks=checks, nullable=nullable, coerce=True)
 
 
+def utc_naive(times: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC: aware ones converted, ISO text parsed; others left for coercion
+    to refuse. Naive timestamps are taken to be UTC already (the prediction log stores UTC)."""
+    if isinstance(times.dtype, pd.DatetimeTZDtype):
+        return times.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_object_dtype(times.dtype) or pd.api.types.is_string_dtype(times.dtype):
+        try:
+            return pd.to_datetime(times, utc=True, format="ISO8601").dt.tz_localize(None)
+        except (TypeError, ValueError):
+            return times
+    return times
+
+
+def _categorical_column(
+    feature: CategoricalFeature, *, allow_unseen: bool, allow_nulls: bool
+) -> pa.Column:
+    """Values of the feature's kind become canonical text; other kinds fail a named rule."""
+    checks = [
+        pa.Check(
+            lambda s, kind=feature.kind: is_text_of_kind(s, kind),
+            name=kind_rule(feature.kind, feature.values),
+        )
+    ]
+    if not allow_unseen:
+        checks.append(pa.Check.isin(list(feature.values)))
+    return pa.Column(
+        None,
+        checks=checks,
+        parsers=[pa.Parser(lambda s, kind=feature.kind: categories_as_text(s, kind))],
+        nullable=feature.nullable or allow_nulls,
+        coerce=False,
+    )
+
+
 def build_pandera_schema(
     schema: DataSchema,
     *,
@@ -205,17 +273,23 @@ def build_pandera_schema(
     """A pandera schema for a labelled table (or, relaxed, for production records)."""
     columns: dict[str, pa.Column] = {
         schema.id: pa.Column(nullable=False, unique=True),
-        schema.timestamp: pa.Column("datetime64[ns]", nullable=False, coerce=True),
+        schema.timestamp: pa.Column(
+            "datetime64[ns]", parsers=[pa.Parser(utc_naive)], nullable=False, coerce=True
+        ),
     }
     for feature in schema.numeric:
         columns[feature.name] = _numeric_column(feature, allow_nulls=allow_nulls)
     for feature in schema.categorical:
-        checks = [] if allow_unseen_categories else [pa.Check.isin(list(feature.values))]
-        columns[feature.name] = pa.Column(
-            str, checks=checks, nullable=feature.nullable or allow_nulls, coerce=False
+        columns[feature.name] = _categorical_column(
+            feature, allow_unseen=allow_unseen_categories, allow_nulls=allow_nulls
         )
     columns[schema.target] = pa.Column(
-        "int8", checks=[pa.Check.isin([0, 1])], nullable=False, coerce=True, required=require_target
+        "int8",
+        checks=[pa.Check.isin([0, 1])],
+        parsers=[pa.Parser(lambda s: labels_as_binary(s, schema.positive_class))],
+        nullable=False,
+        coerce=True,
+        required=require_target,
     )
     return pa.DataFrameSchema(columns, strict=False, name="schema")
 
@@ -225,13 +299,16 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+# Rules whose failure makes every later rule of the column fail too: a value that cannot be
+# coerced, or a category of another type than the schema's.
+ROOT_RULES = ("coerce_dtype", KIND_RULE_PREFIX)
+
+
 def _drop_cascading_failures(failures: pd.DataFrame) -> pd.DataFrame:
-    """A value that cannot be coerced also fails every later check; report the coercion only."""
-    coercion = failures["check"].astype(str).str.startswith(("coerce_dtype", "dtype("))
-    uncoercible = set(failures.loc[coercion, "column"])
-    keep = ~failures["column"].isin(uncoercible) | failures["check"].astype(str).str.startswith(
-        "coerce_dtype"
-    )
+    """A value of the wrong type also fails every later check; report the type rule only."""
+    checks = failures["check"].astype(str)
+    uncoercible = set(failures.loc[checks.str.startswith((*ROOT_RULES, "dtype(")), "column"])
+    keep = ~failures["column"].isin(uncoercible) | checks.str.startswith(ROOT_RULES)
     if not keep.any():
         return failures
     return failures[keep]
@@ -298,9 +375,18 @@ def validate_frame(
     )
     if frame.empty:
         raise DataValidationError(f"{dataset} is empty: there are no rows to validate")
+    if require_target and schema.target in frame.columns:
+        check_target_classes(frame[schema.target].unique(), schema, dataset)
     try:
         return pandera_schema.validate(frame, lazy=True)
     except SchemaErrors as exc:
         failures = exc.failure_cases
         message = _format_failures(dataset, failures, frame, schema.id, max_examples)
         raise DataValidationError(message, failures) from None
+
+
+def check_target_classes(values: Any, schema: DataSchema, dataset: str) -> None:
+    """Refuse a target that is not a binary label under ``schema.positive_class``."""
+    problem = target_classes_problem(list(values), schema.target, schema.positive_class)
+    if problem is not None:
+        raise DataValidationError(validation_message(dataset, [f"  - {problem}"]))

@@ -45,7 +45,7 @@ def test_training_and_evaluation_against_postgres(tmp_path):
             model = mlflow.pyfunc.load_model("models:/{MODEL_NAME}@champion")
             records = pd.read_parquet({str(project / "data/01_raw/production.parquet")!r}).head(50)
             out = model.predict(records)
-            assert out["churn_probability"].between(0, 1).all() and len(out) == 50
+            assert out["probability"].between(0, 1).all() and len(out) == 50
             """
         )
         subprocess.run([sys.executable, "-c", script], check=True, timeout=300, cwd=tmp_path)

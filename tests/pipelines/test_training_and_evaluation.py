@@ -106,8 +106,8 @@ def test_the_champion_reloads_in_a_fresh_process_and_predicts_exactly_what_the_r
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=300)
     predicted = pd.read_parquet(out)
-    assert list(predicted.columns) == ["churn_probability", "churn_label"]
-    assert np.array_equal(predicted["churn_probability"].to_numpy(), expected.to_numpy())
+    assert list(predicted.columns) == ["probability", "label"]
+    assert np.array_equal(predicted["probability"].to_numpy(), expected.to_numpy())
 
 
 def test_oracle_is_reported_beside_each_model(trained_project):

@@ -6,7 +6,9 @@ the ``serving.request`` policy; nothing about the features is written here. Per 
 * every feature is required (a missing key is an error);
 * numeric features take JSON numbers (not booleans, not strings), finite, integral for
   ``dtype: int``, inside ``[min, max]``;
-* categorical features take strings; a value outside ``values`` is *unseen*: accepted and
+* categorical features take strings, or JSON booleans / integers where the schema lists
+  booleans / integers (they become canonical text, ``shadowdrift.value_types``, also in the
+  prediction log); a value outside ``values`` is *unseen*: accepted and
   counted (policy ``unseen_categories: accept``, the default, so drift monitoring sees it in
   the prediction log; the models code it as unknown) or rejected (``reject``);
 * ``null`` for a feature: accepted as missing if the schema declares it nullable or the policy
@@ -35,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from shadowdrift.serving.config import ACCEPT, REJECT, RequestPolicy
+from shadowdrift.value_types import BOOLEAN, INTEGER, STRING, is_kind_text
 
 # pandas (which the prediction log uses) holds nanosecond timestamps: years 1678-2261.
 _MIN_TIME = datetime(1678, 1, 1, tzinfo=UTC)
@@ -153,6 +156,17 @@ def _number_text(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+_EXPECTED_KIND = {
+    STRING: "a string",
+    BOOLEAN: "a boolean (true or false)",
+    INTEGER: "an integer code",
+}
+
+
+def _wrong_kind(value: Any, spec: _CategoricalSpec) -> str:
+    return f"must be {_EXPECTED_KIND[spec.kind]}, got {json_type(value)} {_shown(value)}"
+
+
 # Records per request from which the column-wise checks beat the per-record loop.
 COLUMNAR_MIN_RECORDS = 16
 
@@ -192,6 +206,16 @@ class _CategoricalSpec:
     allowed: frozenset[str]
     null_ok: bool
     listed: tuple[str, ...]
+    kind: str = STRING
+
+    def native_text(self, value: Any) -> str | None:
+        """The canonical text of a JSON boolean or integer of this feature's kind, else None."""
+        kind = type(value)
+        if self.kind == BOOLEAN and kind is bool:
+            return "true" if value else "false"
+        if self.kind == INTEGER and (kind is int or (kind is float and value.is_integer())):
+            return str(int(value))
+        return None
 
 
 class RequestValidator:
@@ -220,10 +244,12 @@ class RequestValidator:
         ]
         self._categorical = [
             _CategoricalSpec(
-                f.name, frozenset(f.values), f.nullable or accept_missing, tuple(f.values)
+                f.name, frozenset(f.values), f.nullable or accept_missing, tuple(f.values), f.kind
             )
             for f in schema.categorical
         ]
+        # features listed as booleans or integers: their JSON values become canonical text
+        self._native = any(spec.kind != STRING for spec in self._categorical)
         self._id = schema.id
         self._timestamp = schema.timestamp
         self._target = schema.target
@@ -285,6 +311,8 @@ class RequestValidator:
         positions = (
             [i for i, record in enumerate(records) if type(record) is dict] if objects else None
         )
+        if self._native:
+            self._native_to_text(accepted, positions, found)
         rows = self._feature_rows(accepted) if columnar else None
         self._unknown_fields(accepted, positions, found, complete=rows is not None)
         if columnar:
@@ -304,6 +332,34 @@ class RequestValidator:
                 len(found),
             )
         return ValidatedRecords(accepted, numeric, categorical, unseen, missing, ids, times)
+
+    def _native_to_text(
+        self,
+        records: list[dict[str, Any]],
+        positions: list[int] | None,
+        found: list[tuple[int, int, str | None, str]],
+    ) -> None:
+        """JSON booleans and integers of such features as canonical text, in the records.
+
+        A string is taken if it is already that text ("true", "3"); any other string is of the
+        wrong type (not an unseen value): a problem.
+        """
+        for m, spec in enumerate(self._categorical):
+            if spec.kind == STRING:
+                continue
+            name = spec.name
+            for k, record in enumerate(records):
+                value = record.get(name)
+                if value is None:
+                    continue
+                text = spec.native_text(value) if type(value) is not str else value
+                if text is not None and is_kind_text(text, spec.kind):
+                    record[name] = text
+                elif type(value) is str:
+                    index = positions[k] if positions else k
+                    found.append(
+                        (index, self._rank_categorical + m, name, _wrong_kind(value, spec))
+                    )
 
     def _feature_rows(self, records: list[dict[str, Any]]) -> list[tuple[Any, ...]] | None:
         """Every record's features in schema order, or None if a record lacks one."""
@@ -424,7 +480,7 @@ class RequestValidator:
             return None if spec.null_ok else "must not be null"
         if value is MISSING:
             return "is required"
-        return f"must be a string, got {json_type(value)} {_shown(value)}"
+        return _wrong_kind(value, spec)
 
     # -- per record (small requests) -------------------------------------------------------
 

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from shadowdrift import evaluation as ev
 from shadowdrift import registry
-from shadowdrift.churn_model import ChurnModel, load_churn_model
+from shadowdrift.churn_model import LABEL, PROBABILITY, ChurnModel, load_churn_model
 from shadowdrift.promotion import GateParams, decide
 from shadowdrift.schema import parse_schema
 
@@ -38,8 +38,8 @@ def score_test_window(
     scored[TRUE_PROBABILITY] = scored[s.id].map(truth) if truth is not None else float("nan")
     for model in models:
         predictions = model.predict(None, model_input_test)
-        scored[f"{model.name}_probability"] = predictions["churn_probability"].to_numpy()
-        scored[f"{model.name}_label"] = predictions["churn_label"].to_numpy()
+        scored[f"{model.name}_probability"] = predictions[PROBABILITY].to_numpy()
+        scored[f"{model.name}_label"] = predictions[LABEL].to_numpy()
     return scored
 
 
