@@ -45,10 +45,10 @@ def load_yaml(path: Path) -> Any:
 
 
 def base_parameters() -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for file in sorted((PROJECT_ROOT / "conf" / "base").glob("parameters*.yml")):
-        params.update(load_yaml(file) or {})
-    return params
+    """``conf/base``'s parameters as a run sees them (globals such as the model name resolved)."""
+    from shadowdrift.serving.config import load_parameters
+
+    return load_parameters(PROJECT_ROOT, env="base")
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,8 @@ from shadowdrift.replay import check_loopback
 logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "SHADOWDRIFT_RELOAD_TOKEN"
-LOOP_RUNS = Path("data/08_reporting/loop_runs")
+# under the workspace's data root (shadowdrift.workspace): data/08_reporting/loop_runs for the demo
+LOOP_RUNS = Path("08_reporting/loop_runs")
 PREVIOUS_CHAMPION = f"previous_{registry.CHAMPION}"
 
 
@@ -154,7 +155,9 @@ def _champion_version(options: LoopOptions) -> str | None:
 
 def _record(options: LoopOptions, outcome: dict[str, Any]) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    path = options.project_path / LOOP_RUNS / f"{outcome['command']}_{stamp}.json"
+    with project_context(options) as context:
+        root = Path(context.config_loader.workspace["data_root"])
+    path = options.project_path / root / LOOP_RUNS / f"{outcome['command']}_{stamp}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(outcome, indent=2, default=str))
     return path

@@ -48,10 +48,13 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 
+from shadowdrift.workspace import workspace_of
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_NOTEBOOK = Path("notebooks/03_drift_report.ipynb")
-DEFAULT_OUTPUT_DIR = Path("data/08_reporting/notebook_reports")
+# under the workspace's data root (shadowdrift.workspace): data/08_reporting/... for the demo
+DEFAULT_OUTPUT_DIR = Path("08_reporting/notebook_reports")
 KERNEL_NAME = "shadowdrift-python"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 HIDE_OUTPUT_TAG = "report-hide-output"
@@ -250,9 +253,10 @@ def run_report(
     source = _under(project_path, notebook or DEFAULT_NOTEBOOK)
     if not source.is_file():
         raise NotebookReportError(f"notebook {source} does not exist")
-    executed = reserve_output(
-        _under(project_path, output_dir or DEFAULT_OUTPUT_DIR), source.stem, now
-    )
+    if output_dir is None:
+        data_root = workspace_of(project_path, parameters.get("env"))["data_root"]
+        output_dir = Path(data_root) / DEFAULT_OUTPUT_DIR
+    executed = reserve_output(_under(project_path, output_dir), source.stem, now)
     html_path = executed.with_suffix(".html") if html else None
     run_parameters = {**parameters, "project_path": str(project_path)}
     logger.info("Running %s with %s -> %s", source, run_parameters, executed)
@@ -359,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--notebook", type=Path, help=f"notebook to run (default {DEFAULT_NOTEBOOK})"
     )
     parser.add_argument(
-        "--output-dir", type=Path, help=f"where to write (default {DEFAULT_OUTPUT_DIR})"
+        "--output-dir",
+        type=Path,
+        help=f"where to write (default <data root>/{DEFAULT_OUTPUT_DIR}; data/ for the demo)",
     )
     parser.add_argument("--no-html", action="store_true", help="write the executed notebook only")
     parser.add_argument("--hide-code", action="store_true", help="leave code cells out of the HTML")

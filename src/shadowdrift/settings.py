@@ -3,12 +3,12 @@
 import os
 from pathlib import Path
 
-from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
 import shadowdrift  # noqa: F401  (sets the telemetry switches before any plugin runs)
 from shadowdrift.dask_hooks import DaskClientHooks
 from shadowdrift.hooks import ProtectRealDataHooks
+from shadowdrift.workspace import WorkspaceConfigLoader
 
 
 def _project_path() -> str:
@@ -28,7 +28,9 @@ HOOKS = (ProtectRealDataHooks(), DaskClientHooks())
 # kedro-telemetry's hooks stay off even if a user deletes `.telemetry`.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+# Kedro's OmegaConfigLoader plus the workspace globals (data_root, model_name, ...) that keep
+# environments from writing over each other (shadowdrift.workspace).
+CONFIG_LOADER_CLASS = WorkspaceConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

@@ -188,10 +188,6 @@ def test_without_a_champion_in_the_registry_the_node_says_what_to_run(tmp_path, 
 
     uri = f"sqlite:///{tmp_path}/empty.db"
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    params = {
-        "registered_model_name": MODEL_NAME,
-        "bento_model_prefix": "x",
-        "aliases": ["champion"],
-    }
+    params = {"aliases": ["champion"]}
     with mlflow_at(uri), pytest.raises(PackagingError, match="training,evaluation"):
-        import_registered_models({"aliases_after": {}}, params)
+        import_registered_models({"aliases_after": {}}, params, {"name": MODEL_NAME})

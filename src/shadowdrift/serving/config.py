@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kedro.config import OmegaConfigLoader
-
-from shadowdrift.settings import CONFIG_LOADER_ARGS
+from shadowdrift.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +149,7 @@ def _config_loader(project_path: Path, env: str | None, **extra: Any) -> Any:
         # a built Bento carries conf/base only (conf/local holds secrets); Kedro would refuse
         # the missing default environment, and reading base alone is what is meant
         default_env = base_env
-    return OmegaConfigLoader(
+    return CONFIG_LOADER_CLASS(
         conf_source=str(project_path / "conf"),
         base_env=base_env,
         default_run_env=default_env,
@@ -277,28 +275,51 @@ def _parse_log(
     )
 
 
-def _parse_models(section: Mapping[str, Any]) -> dict[str, str | None]:
-    models = {"champion": section.get("champion"), "challenger": section.get("challenger")}
+def _parse_models(section: Mapping[str, Any], registered_model_name: str) -> dict[str, str | None]:
+    """Store tags per role; null: the workspace's ``<model_registry.name>-<role>:latest``."""
+    models: dict[str, str | None] = {}
+    for role in ("champion", "challenger"):
+        value = section.get(role)
+        if value is None:
+            value = f"{bento_model_name(registered_model_name)}-{role}:latest"
+        models[role] = value
     if not isinstance(models["champion"], str) or not models["champion"]:
         raise ServingConfigError(
             "serving.models.champion must name a BentoML model tag, e.g. "
-            f"shadowdrift-churn-champion:latest; got {models['champion']!r}"
+            f"shadowdrift-churn-champion:latest, or be null; got {models['champion']!r}"
         )
-    if models["challenger"] is not None and not isinstance(models["challenger"], str):
+    if models["challenger"] is False:
+        models["challenger"] = None  # no shadow model
+    elif not isinstance(models["challenger"], str) or not models["challenger"]:
         raise ServingConfigError(
-            f"serving.models.challenger must be a BentoML model tag or null, got {models['challenger']!r}"
+            "serving.models.challenger must be a BentoML model tag, null (the workspace's) or "
+            f"false (no shadow model), got {models['challenger']!r}"
         )
     return models
 
 
+def bento_model_name(registered_model_name: str) -> str:
+    """The BentoML store's name prefix for a registered model (BentoML names are lowercase)."""
+    return registered_model_name.lower()
+
+
+def _registered_model_name(params: Mapping[str, Any]) -> str:
+    name = _section(params, "model_registry").get("name")
+    if not isinstance(name, str) or not name:
+        raise ServingConfigError(
+            f"model_registry.name must name the MLflow registered model, got {name!r}"
+        )
+    return name
+
+
 def parse_serving_settings(params: Mapping[str, Any], project_path: Path) -> ServingSettings:
-    """Check and convert the ``serving``, ``packaging`` and ``schema`` parameters."""
+    """Check and convert the ``serving``, ``model_registry`` and ``schema`` parameters."""
     serving = _section(params, "serving")
     if not serving:
         raise ServingConfigError(
             "parameters have no `serving` section (conf/base/parameters_serving.yml)"
         )
-    packaging = _section(params, "packaging")
+    registered_model_name = _registered_model_name(params)
     schema = params.get("schema")
     if not isinstance(schema, Mapping):
         raise ServingConfigError("parameters have no `schema` section (conf/base/parameters.yml)")
@@ -315,9 +336,9 @@ def parse_serving_settings(params: Mapping[str, Any], project_path: Path) -> Ser
     return ServingSettings(
         project_path=project_path,
         schema=schema,
-        models=_parse_models(_section(serving, "serving.models")),
-        registered_model_name=str(packaging.get("registered_model_name", "shadowdrift-churn")),
-        bento_model_prefix=str(packaging.get("bento_model_prefix", "shadowdrift-churn")),
+        models=_parse_models(_section(serving, "serving.models"), registered_model_name),
+        registered_model_name=registered_model_name,
+        bento_model_prefix=bento_model_name(registered_model_name),
         workers=_positive_int(serving, "workers", "serving", 1),
         threads=_positive_int(serving, "threads", "serving", 1),
         model_threads=_positive_int(serving, "model_threads", "serving", 1),

@@ -41,7 +41,9 @@ def _differences(
 
 
 def import_registered_models(
-    models_registry_aliases: dict[str, Any], packaging: dict[str, Any]
+    models_registry_aliases: dict[str, Any],
+    packaging: dict[str, Any],
+    model_registry: dict[str, Any],
 ) -> dict[str, Any]:
     """Import each alias of ``packaging.aliases`` into the BentoML store; report what was done.
 
@@ -52,13 +54,14 @@ def import_registered_models(
     """
     # BentoML is imported here, not at module level: Kedro imports every pipeline's nodes for
     # every `kedro run`, and the other pipelines should not pay a second for BentoML.
+    from shadowdrift.serving.config import bento_model_name  # noqa: PLC0415
     from shadowdrift.serving.model_store import (  # noqa: PLC0415
         STATUS_MISSING,
         import_alias,
         summarise,
     )
 
-    name = packaging["registered_model_name"]
+    name = model_registry["name"]
     aliases = list(packaging.get("aliases", ["champion", "challenger"]))
     required = set(packaging.get("required_aliases", ["champion"]))
     unknown = sorted(required - set(aliases))
@@ -70,7 +73,7 @@ def import_registered_models(
             client,
             name,
             alias,
-            packaging.get("bento_model_prefix", name),
+            bento_model_name(name),
             skip_unchanged=bool(packaging.get("skip_unchanged", True)),
         )
         for alias in aliases
