@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
+from omegaconf import OmegaConf
 
 DEFAULT_WORKSPACE = ""
 DEFAULT_MODEL_NAME = "shadowdrift-churn"
@@ -55,7 +56,8 @@ def workspace_globals(env: str | None, configured: Mapping[str, Any]) -> dict[st
     elif env in DEFAULT_ENVIRONMENTS or env is None:
         workspace, source = DEFAULT_WORKSPACE, "the default workspace"
     else:
-        workspace, source = env, f"the environment name {env!r}"
+        # BentoML model names are lowercase: `--env MyData` gets the workspace "mydata"
+        workspace, source = env.lower(), f"the environment name {env!r}"
     workspace = "" if workspace is None else str(workspace)
     if workspace and not _NAME.fullmatch(workspace):
         raise WorkspaceError(
@@ -73,12 +75,32 @@ def workspace_globals(env: str | None, configured: Mapping[str, Any]) -> dict[st
 
 
 class WorkspaceConfigLoader(OmegaConfigLoader):
-    """Kedro's ``OmegaConfigLoader`` with the workspace globals filled in (module docstring)."""
+    """Kedro's ``OmegaConfigLoader`` with the workspace globals filled in (module docstring).
+
+    It also applies ``kedro run --params`` once, on top of the merged parameters. Kedro 1.7
+    merges them into base's and into the environment's files separately, so with an
+    environment that has a parameters file, ``--params evaluation.latency_repeats=1`` made an
+    ``evaluation`` block of one key there, which then replaced base's whole block.
+    """
 
     def __init__(self, conf_source: Any, env: str | None = None, **kwargs: Any) -> None:
         super().__init__(conf_source, env=env, **kwargs)
         self._globals = workspace_globals(env or self.default_run_env, self._globals or {})
         self._globals_oc = None  # the resolver's cached copy of the globals
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        config = super().__getitem__(key)
+        if key == "parameters" and self.runtime_params and key not in self.data:
+            merged = OmegaConf.merge(OmegaConf.create(config), self.runtime_params)
+            config = OmegaConf.to_container(merged, resolve=True)
+        return config
+
+    def _merge_and_resolve(self, key: str, config_per_file: dict[Path, Any]) -> dict[str, Any]:
+        if key != "parameters" or not config_per_file:
+            return super()._merge_and_resolve(key, config_per_file)
+        # the files alone; __getitem__ adds the run's parameters to the merged result
+        merged = OmegaConf.unsafe_merge(*config_per_file.values())
+        return OmegaConf.to_container(merged, resolve=True)
 
     @property
     def workspace(self) -> dict[str, Any]:
