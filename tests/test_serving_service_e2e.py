@@ -69,12 +69,14 @@ def running_server(
     config_path: Path | None = None,
     packaged: tuple[Path, Path] | None = None,
     timeout: float = 120.0,
+    env_vars: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """``bentoml serve`` of the packaged project on a free loopback port, until it is ready.
 
     ``config_path`` (``SHADOWDRIFT_PROJECT_PATH``) is the directory whose ``conf/`` the service
     reads; by default the packaged project's. ``packaged`` is another (project, BENTOML_HOME)
-    to serve. Stopped (SIGTERM) on exit if still running.
+    to serve; ``env_vars`` more environment (``KEDRO_ENV``). Stopped (SIGTERM) on exit if
+    still running.
     """
     project, home = packaged or packaged_project()
     log_file = data_root / "serve.log"
@@ -91,6 +93,7 @@ def running_server(
         "SHADOWDRIFT_RELOAD_TOKEN": TOKEN,
         "BENTOML_DO_NOT_TRACK": "True",
         "DO_NOT_TRACK": "1",
+        **(env_vars or {}),
     }
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     with open(log_file, "wb") as out:
