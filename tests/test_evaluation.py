@@ -57,4 +57,4 @@ def test_figures_have_one_trace_per_model():
     scores = {"gbm": np.linspace(0, 1, 100), "mlp": np.linspace(1, 0, 100)}
     assert len(ev.roc_figure(y, scores).data) == 3  # two models and the chance line
     curve = ev.calibration(y, scores["gbm"], bins=5)
-    assert len(ev.calibration_figure({"gbm": curve}).data) == 2
+    assert len(ev.calibration_figure({"gbm": curve}, "churned").data) == 2

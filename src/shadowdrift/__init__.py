@@ -1,4 +1,4 @@
-"""shadowdrift: a churn model kept honest in production (Kedro, MLflow, BentoML, NannyML)."""
+"""shadowdrift: a tabular model kept honest in production (Kedro, MLflow, BentoML, NannyML)."""
 
 import os
 

@@ -131,7 +131,8 @@ def roc_figure(y_true: np.ndarray, scores: dict[str, np.ndarray]) -> go.Figure:
     return figure
 
 
-def calibration_figure(curves: dict[str, dict[str, list[float]]]) -> go.Figure:
+def calibration_figure(curves: dict[str, dict[str, list[float]]], target: str) -> go.Figure:
+    """Observed share of positive ``target`` per bin of predicted probability, per model."""
     figure = go.Figure()
     for name, curve in curves.items():
         figure.add_trace(
@@ -142,8 +143,8 @@ def calibration_figure(curves: dict[str, dict[str, list[float]]]) -> go.Figure:
     )
     figure.update_layout(
         title="Calibration on the test window",
-        xaxis_title="predicted churn probability",
-        yaxis_title="observed churn rate",
+        xaxis_title=f"predicted probability of {target}",
+        yaxis_title=f"observed rate of {target}",
     )
     return figure
 

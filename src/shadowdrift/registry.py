@@ -27,7 +27,7 @@ def ensure_registered_model(client: MlflowClient, name: str) -> None:
     except MlflowException:
         client.create_registered_model(
             name,
-            description="Churn model: champion answers, challenger runs in shadow (shadowdrift).",
+            description="shadowdrift model: the champion answers, the challenger runs in shadow.",
         )
 
 

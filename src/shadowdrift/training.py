@@ -1,7 +1,7 @@
 """Build and fit the two candidate models, and choose their decision thresholds.
 
 Both candidates are scikit-learn Pipelines with the same preprocessing inside them, so raw
-feature records go in and a churn probability comes out, in training and in serving alike:
+feature records go in and the positive class's probability comes out, in training and in serving alike:
 
 - ``gbm``: HistGradientBoostingClassifier with native categorical support;
 - ``mlp``: the PyTorch tabular network of ``shadowdrift.torch_model``.
@@ -90,7 +90,7 @@ def choose_threshold(
     """The decision threshold on validation data.
 
     ``max_f1``: the threshold with the best F1. ``cost_ratio``: the threshold minimising
-    ``cost_ratio * missed churners + false alarms`` (a missed churner costs ``cost_ratio``
+    ``cost_ratio * missed positives + false alarms`` (a missed positive costs ``cost_ratio``
     times a false alarm).
     """
     y_true = np.asarray(y_true).astype(int)
@@ -118,7 +118,7 @@ def choose_threshold(
         sorted_p, sorted_y = probability[order], y_true[order]
         positives_below = np.concatenate([[0], np.cumsum(sorted_y)])
         negatives_below = np.concatenate([[0], np.cumsum(1 - sorted_y)])
-        # predicting churn for p >= t: rows below t are predicted negative
+        # predicting the positive class for p >= t: rows below t are predicted negative
         below = np.searchsorted(sorted_p, candidates, side="left")
         missed = positives_below[below]
         false_alarms = (len(y_true) - y_true.sum()) - negatives_below[below]

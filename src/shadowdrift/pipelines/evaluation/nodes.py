@@ -133,7 +133,9 @@ def evaluate_candidates(
         report,
         flat,
         ev.roc_figure(y, scores),
-        ev.calibration_figure({name: r["calibration"] for name, r in report["models"].items()}),
+        ev.calibration_figure(
+            {name: r["calibration"] for name, r in report["models"].items()}, s.target
+        ),
         ev.segment_figure(segments),
     )
 
