@@ -75,6 +75,7 @@ from shadowdrift.prediction_log import (
 )
 from shadowdrift.psi import ChunkCounts, PSIThresholds, psi_by_chunk
 from shadowdrift.schema import DataSchema
+from shadowdrift.value_types import label_numbers
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -131,9 +132,14 @@ def attach_ground_truth_partitioned(
         labelled = log.assign(**{s.target: np.nan})
     else:
         truth = raw_production[[s.id, s.target]]
-        truth = truth.assign(**{_KEY: truth[s.id].astype(str)})[[_KEY, s.target]].rename(
-            columns={s.target: _LABEL}
-        )
+        truth = truth.assign(
+            **{
+                _KEY: truth[s.id].astype(str),
+                s.target: truth[s.target].map_partitions(
+                    label_numbers, s.positive_class, meta=(s.target, "float64")
+                ),
+            }
+        )[[_KEY, s.target]].rename(columns={s.target: _LABEL})
         joined = log.assign(**{_KEY: log[s.id].astype(str)}).merge(truth, on=_KEY, how="left")
         as_of = as_of_given if as_of_given is not None else joined["event_time"].max()
         delay = pd.Timedelta(days=float(drift_labels.get("delay_days", 0)))

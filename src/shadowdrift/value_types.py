@@ -207,3 +207,10 @@ def target_classes_problem(values: Sequence[Any], target: str, positive_class: A
             f"its values are {', '.join(shown)}{hint}"
         )
     return None
+
+
+def label_numbers(series: pd.Series, positive_class: Any) -> pd.Series:
+    """The target as float 0/1 for joining labels: NaN where missing or not a label."""
+    binary = labels_as_binary(series, positive_class)
+    numbers = pd.to_numeric(binary, errors="coerce").astype(float)
+    return numbers.where(numbers.isin((0.0, 1.0)))

@@ -26,6 +26,7 @@ from shadowdrift.partitioned_drift import (
     compute_drift_partitioned,
 )
 from shadowdrift.schema import parse_schema
+from shadowdrift.value_types import label_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def attach_ground_truth(
     if s.target in raw_production.columns and s.id in log.columns:
         truth = raw_production[[s.id, s.target]].copy()
         truth[s.id] = truth[s.id].astype(str)
+        truth[s.target] = label_numbers(truth[s.target], s.positive_class)
         labels = log[s.id].astype(str).map(truth.set_index(s.id)[s.target])
         cutoff = (as_of if as_of is not None else log["event_time"].max()) - pd.Timedelta(
             days=float(drift_labels.get("delay_days", 0))
