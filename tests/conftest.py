@@ -61,6 +61,11 @@ def _no_global_mlflow_uri() -> Iterator[None]:
     """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which every later `kedro run`
     subprocess would then follow (conf/base/mlflow.yml honours it): undo it after each test."""
     yield
+    forget_mlflow_state()
+
+
+def forget_mlflow_state() -> None:
+    """Undo what an in-process Kedro session leaves behind in MLflow and kedro-mlflow."""
     import mlflow
 
     # In-process Kedro sessions can leave kedro-mlflow's run active; the next session would

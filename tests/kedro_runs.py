@@ -93,3 +93,24 @@ def kedro_command(
             f"{' '.join(command[1:])} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
         )
     return result
+
+
+def run_kedro_cli_in_process(project_path: Path, *args: str) -> None:
+    """``kedro ARGS`` through Kedro's own command line, in this process (no interpreter start).
+
+    The working directory must be ``project_path`` (as for a user); raises AssertionError with
+    the exception when the command fails.
+    """
+    from kedro.framework.cli.cli import KedroCLI
+
+    from tests.conftest import forget_mlflow_state
+
+    try:
+        KedroCLI(project_path=project_path).main(args=list(args), standalone_mode=False)
+    except SystemExit as exc:
+        if exc.code:
+            raise AssertionError(f"kedro {' '.join(args)} exited with {exc.code}") from exc
+    except Exception as exc:
+        raise AssertionError(f"kedro {' '.join(args)} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        forget_mlflow_state()
