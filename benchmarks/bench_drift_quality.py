@@ -6,20 +6,28 @@ Usage::
     .venv/bin/python benchmarks/bench_drift_quality.py --seeds 10  # docs/drift_quality.md (12 min)
     .venv/bin/python benchmarks/bench_drift_quality.py --quick     # 2 seeds, one magnitude
     .venv/bin/python benchmarks/bench_drift_quality.py --timing    # default parameters, timed
+    .venv/bin/python benchmarks/bench_drift_quality.py --scenarios covariate_shift \
+        --features-baseline reference --performance-baseline reference --chunk-size 5000
+                                       # another baseline (drift.baseline) or chunking
 
 Per seed (``--seeds-none`` seeds for ``none``, the first ``--seeds`` of them for the drift
 scenarios): the simulator's history (50,000 rows over 365 days) is split by time like the
 data-engineering pipeline (train 60% < test 20% < reference 20% = 10,000 rows); a champion
 (HistGradientBoosting, 200 iterations) and a challenger (shallower HistGradientBoosting) are
-fitted on train, each with the F1-optimal threshold on test, and the drift reference is fitted
-once (``fit_reference``, default ``drift`` parameters plus every NannyML univariate method).
-Fixed models per seed make CBPE and realised performance real numbers.
+fitted on train, each with the F1-optimal threshold on test; the drift baseline is selected
+from the three windows as the pipeline does (``drift_baseline.select_baseline``, default
+``drift.baseline``: features on all history, performance on the out-of-sample test + reference
+windows, or ``--features-baseline`` / ``--performance-baseline``), and fitted once
+(``fit_reference``, default ``drift`` parameters plus every NannyML univariate method, or only
+the default ones with ``--default-methods``). Fixed models per seed make CBPE and realised
+performance real numbers.
 
 Per scenario x magnitude x seed: 20,000 production rows over 90 days, drift from the middle
 (onset 0.5 = 2025-02-14, inside the week 2025-02-10/16), scored by both models, 80% of rows
 scored by the challenger (the rest shed / failed / sampled out), labels joined as the drift
 pipeline would see them at the end of the window (30-day label delay: labels for events before
-2025-03-01 only), then ``compute_drift`` with weekly chunks (13 chunks).
+2025-03-01 only), then ``compute_drift`` with weekly chunks (13 chunks; ``--chunk-size N``:
+chunks of N rows instead).
 
 Measured per method (a row of the tables):
 
@@ -67,6 +75,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
 from shadowdrift import simulation as sim  # noqa: E402
+from shadowdrift.drift_baseline import select_baseline  # noqa: E402
 from shadowdrift.drift_monitor import DriftResults, compute_drift, fit_reference  # noqa: E402
 from shadowdrift.drift_params import DriftParams  # noqa: E402
 from shadowdrift.drift_report import build_figures, build_summary, render_html  # noqa: E402
@@ -140,11 +149,15 @@ def _best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(grid[np.argmax([f1_score(y, p >= t) for t in grid])])
 
 
-def fit_models(history: pd.DataFrame, schema: DataSchema, seed: int) -> tuple[Models, pd.DataFrame]:
-    """Champion and challenger on train (60%), thresholds on test (20%); returns the reference."""
+def fit_models(
+    history: pd.DataFrame, schema: DataSchema, seed: int, params: DriftParams
+) -> tuple[Models, pd.DataFrame]:
+    """Champion and challenger on train (60%), thresholds on test (20%); returns the drift
+    baseline (``params.baseline`` from the train, test and reference windows), scored."""
     n = len(history)
     train, test = history.iloc[: int(0.6 * n)], history.iloc[int(0.6 * n) : int(0.8 * n)]
     reference = history.iloc[int(0.8 * n) :].reset_index(drop=True)
+    windows = {"train": train, "test": test, "reference": reference}
     mask = [False] * len(schema.numeric) + [True] * len(schema.categorical)
     champion = HistGradientBoostingClassifier(
         max_iter=200, learning_rate=0.1, categorical_features=mask, early_stopping=False,
@@ -160,7 +173,9 @@ def fit_models(history: pd.DataFrame, schema: DataSchema, seed: int) -> tuple[Mo
         for name, model in (("champion", champion), ("challenger", challenger))
     }
     models = Models(schema, champion, challenger, thresholds)
-    return models, models.score(reference)
+    baseline, _ = select_baseline(windows, schema, params.baseline)
+    # Every row is scored; fit_reference reads the scores of the performance rows only.
+    return models, models.score(baseline)
 
 
 def production_log(
@@ -275,7 +290,10 @@ def evaluate(results: DriftResults, manifest: sim.DriftManifest, seed: int) -> R
     chunks = results.chunks
     onset = pd.Timestamp(manifest.onset_time)
     order = chunks["chunk"].tolist()
-    onset_pos = int(((chunks["start"] <= onset) & (chunks["end"] > onset)).to_numpy().argmax())
+    # The chunk holding the onset: the last one starting at or before it (period or size chunks).
+    onset_pos = max(
+        int(np.searchsorted(chunks["start"].to_numpy(), onset.to_datetime64(), "right")) - 1, 0
+    )
     drifted = {*manifest.drifted_features, *manifest.derived_features_affected, ANY}
     if manifest.scenario == "none":
         drifted = set()
@@ -372,7 +390,7 @@ def time_default_parameters(schema: DataSchema, repeats: int = 3) -> int:
     history, _ = sim.simulate_history(
         HISTORY_ROWS, 0, HISTORY_START, HISTORY_DAYS, LABEL_DELAY_DAYS
     )
-    models, reference = fit_models(history, schema, 0)
+    models, reference = fit_models(history, schema, 0, DriftParams())
     log, _ = production_log(models, history, 0, "covariate_shift", 0.5)
     rows: dict[str, list[float]] = defaultdict(list)
     for _ in range(repeats):
@@ -395,18 +413,52 @@ def time_default_parameters(schema: DataSchema, repeats: int = 3) -> int:
             + rows["compute_drift"][-1]
             + rows["summary + figures + HTML"][-1]
         )
-    print(f"Default drift parameters, reference {len(reference):,} rows, analysis {len(log):,} rows, "
-          f"{len(schema.features)} features; {_cpu_name()}, {repeats} repeats\n")  # fmt: skip
+    sizes = fitted.info["baseline"]
+    print(f"Default drift parameters, features baseline {sizes['features']['n_rows']:,} rows, "
+          f"performance baseline {sizes['performance']['n_rows']:,} rows, analysis {len(log):,} "
+          f"rows, {len(schema.features)} features; {_cpu_name()}, {repeats} repeats\n")  # fmt: skip
     print("| step | median s | max s |\n|---|---:|---:|")
     for name, values in rows.items():
         print(f"| {name} | {statistics.median(values):.2f} | {max(values):.2f} |")
     return 0
 
 
+def _params(args: argparse.Namespace) -> dict:
+    """The ``drift`` parameters of the grid: defaults, plus what the options change."""
+    params: dict = {} if args.default_methods else {"nannyml": dict(ALL_METHODS)}
+    baseline = {
+        key: value
+        for key, value in (
+            ("features", args.features_baseline),
+            ("performance", args.performance_baseline),
+            ("min_chunks", args.min_chunks),
+        )
+        if value is not None
+    }
+    if baseline:
+        params["baseline"] = baseline
+    if args.chunk_size:
+        params["chunking"] = {
+            "by": "size", "size": args.chunk_size, "min_rows": min(500, args.chunk_size)
+        }  # fmt: skip
+    return params
+
+
+def _baseline_line(fitted_info: dict) -> str:
+    parts = []
+    for role in ("features", "performance"):
+        info = fitted_info["baseline"][role]
+        parts.append(
+            f"{role} baseline {info['source']} ({info['n_rows']:,} rows, "
+            f"{info['complete_chunks']} complete chunks)"
+        )
+    return "; ".join(parts)
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     # 10 seeds took 12 min on the shared 2-core machine (docs/drift_quality.md); 8 keep the
     # default grid near 10 min.
@@ -419,7 +471,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only time the default drift parameters end to end (3 repeats), no grid",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument("--features-baseline", help="drift.baseline.features (default: default)")
+    parser.add_argument(
+        "--performance-baseline", help="drift.baseline.performance (default: default)"
+    )
+    parser.add_argument("--min-chunks", type=int, help="drift.baseline.min_chunks")
+    parser.add_argument("--chunk-size", type=int, help="chunks of this many rows, not weeks")
+    parser.add_argument(
+        "--default-methods",
+        action="store_true",
+        help="only the default NannyML univariate methods (faster), not all eight",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     if args.quick:
         args.seeds, args.seeds_none = 2, 2
     logging.basicConfig(level=logging.WARNING)
@@ -429,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     schema = load_schema()
     if args.timing:
         return time_default_parameters(schema)
-    params = DriftParams.from_params({"nannyml": ALL_METHODS})
+    params = DriftParams.from_params(_params(args))
     grid = {s: MAGNITUDES[s][1:2] if args.quick else MAGNITUDES[s] for s in args.scenarios}
 
     started = time.perf_counter()
@@ -440,10 +507,11 @@ def main(argv: list[str] | None = None) -> int:
         history, _ = sim.simulate_history(
             HISTORY_ROWS, seed, HISTORY_START, HISTORY_DAYS, LABEL_DELAY_DAYS
         )
-        models, reference = fit_models(history, schema, seed)
+        models, reference = fit_models(history, schema, seed, params)
         model_times.append(time.perf_counter() - tick)
         fitted = fit_reference(reference, schema, models.thresholds["champion"], params)
         fit_times.append(fitted.fit_seconds)
+        baseline_line = _baseline_line(fitted.info)
         jobs: list[tuple[str, float]] = [("none", 0.0)]
         if seed < args.seeds:
             jobs += [(s, m) for s, mags in grid.items() for m in mags]
@@ -472,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"Machine: {_cpu_name()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, one thread per pool.\n")  # fmt: skip
-    print("## Timings (default sizes: reference 10,000 rows, analysis 20,000 rows, 17 features)\n")
+    print(f"Baselines (last seed): {baseline_line}; chunks: {params.chunking.describe()}.\n")
+    print("## Timings (default sizes: analysis 20,000 rows, 17 features)\n")
     print("| step | median s | max s |\n|---|---:|---:|")
     for name, values in (
         ("fit champion + challenger (benchmark only)", model_times),
@@ -482,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if values:
             print(f"| {name} | {statistics.median(values):.2f} | {max(values):.2f} |")
-    print("\n## none: false alarms over 13 weekly chunks\n")
+    print(f"\n## none: false alarms over chunks of {params.chunking.describe()}\n")
     print(none_table(outcomes))
     for scenario in grid:
         print(f"\n## {scenario} (magnitude in {UNITS[scenario]})\n")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shadowdrift.drift_decision import CONCEPT_DRIFT_CAVEAT, RULES, DriftEvidence, decide
+from shadowdrift.drift_decision import RULES, DriftEvidence, concept_drift_caveat, decide
 from shadowdrift.drift_params import DriftParams, RuleParams
 
 CHUNKS = [f"c{i}" for i in range(6)]
@@ -104,6 +104,7 @@ def test_psi_below_the_alert_does_not_fire():
         "rule": "psi",
         "enabled": True,
         "fired": False,
+        "not_acted_on": 0,
         "parameters": {"enabled": True, "consecutive_chunks": 1, "alert": 0.25},
         "chunks_judged": 6,
         "subjects": 1,
@@ -352,10 +353,13 @@ def test_too_few_complete_chunks_is_insufficient_data_even_if_a_rule_would_fire(
     assert _decide(evidence, _rules(min_complete_chunks=1))["decision"] == "retrain"
 
 
-def test_the_concept_drift_caveat_is_always_there():
+def test_the_concept_drift_caveat_is_always_there_and_names_the_target():
     for evidence in (
-        DriftEvidence(_chunks(())),
-        DriftEvidence(_chunks(), psi=_psi({"a": [0.0] * 6})),
+        DriftEvidence(_chunks(()), target="work_home_actual"),
+        DriftEvidence(_chunks(), psi=_psi({"a": [0.0] * 6}), target="work_home_actual"),
     ):
-        assert CONCEPT_DRIFT_CAVEAT in _decide(evidence)["caveats"]
-    assert "realised performance" in CONCEPT_DRIFT_CAVEAT.lower()
+        caveats = _decide(evidence)["caveats"]
+        assert concept_drift_caveat("work_home_actual") in caveats
+        assert "work_home_actual" in caveats[0]
+        assert "churn" not in " ".join(caveats).lower()
+    assert "realised performance" in concept_drift_caveat("y").lower()

@@ -192,7 +192,8 @@ class FittedNannyML:
     multivariate: DataReconstructionDriftCalculator | None = None
     estimators: dict[str, CBPE] = field(default_factory=dict)
     calculators: dict[str, PerformanceCalculator] = field(default_factory=dict)
-    reference_chunks: pd.DataFrame | None = None
+    # {"features" | "performance": chunk table of that baseline}, for the monitors that ran.
+    baseline_chunks: dict[str, pd.DataFrame] = field(default_factory=dict)
     fit_seconds: float = 0.0
 
 
@@ -203,11 +204,31 @@ def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
 
 
 def _with_chunks(
-    frame: pd.DataFrame, columns: list[str], timestamp_column: str, assignment: ChunkAssignment
+    frame: pd.DataFrame,
+    columns: list[str],
+    timestamp_column: str,
+    assignment: ChunkAssignment,
+    schema: DataSchema,
 ) -> pd.DataFrame:
-    """A working copy with normalised timestamps and the chunk helper columns."""
+    """A working copy with normalised timestamps and features, and the chunk helper columns.
+
+    Features are passed as NannyML reads them from a plain pandas table: numeric features as
+    float64 with NaN for missing (a nullable ``Int64`` column is neither numeric nor categorical
+    to NannyML's multivariate calculator, which then leaves it out of imputation), categorical
+    features as ``object`` with NaN for missing. The prediction log stores a missing category
+    as ``None``, which scikit-learn's ``SimpleImputer(missing_values=np.nan)`` inside the
+    multivariate calculator does not treat as missing; and NannyML's multivariate calculator
+    decides categorical vs continuous by dtype, so integer-coded categories must be ``object``.
+    """
     out = frame[columns].reset_index(drop=True).copy()
     out[timestamp_column] = normalise_timestamps(out[timestamp_column], timestamp_column)
+    for name in schema.numeric_features:
+        if name in out.columns:
+            out[name] = out[name].astype("float64")
+    for name in schema.categorical_features:
+        if name in out.columns:
+            values = out[name].astype(object)
+            out[name] = values.where(values.notna(), np.nan)
     out[CHUNK_INDEX] = assignment.codes
     out[CHUNK_LABEL] = assignment.labels
     return out
@@ -240,6 +261,23 @@ def _reference_models(reference: pd.DataFrame, params: NannyMLParams) -> list[st
     return models
 
 
+def _baseline_chunks(
+    frame: pd.DataFrame, ts: str, chunking: ChunkingParams, role: str
+) -> ChunkAssignment:
+    """The baseline's chunks; NannyML's thresholds need at least two complete ones."""
+    assignment = assign_chunks(frame[ts], chunking, column=ts)
+    n_complete = int(assignment.table["complete"].sum())
+    if n_complete < _MIN_REFERENCE_CHUNKS:
+        raise NannyMLDriftError(
+            f"the {role} baseline (drift.baseline.{role}): only {n_complete} chunk(s) of "
+            f"{chunking.describe()} have at least drift.chunking.min_rows={chunking.min_rows} "
+            "rows; NannyML sets its thresholds from the spread over baseline chunks and needs "
+            f"at least {_MIN_REFERENCE_CHUNKS} (drift.baseline.min_chunks recommends more). Use "
+            "smaller chunks, a lower min_rows or a longer baseline"
+        )
+    return assignment
+
+
 def fit_nannyml(
     reference: pd.DataFrame,
     schema: DataSchema,
@@ -247,49 +285,62 @@ def fit_nannyml(
     chunking: ChunkingParams,
     *,
     timestamp_column: str | None = None,
+    feature_reference: pd.DataFrame | None = None,
 ) -> FittedNannyML:
-    """Fit every enabled monitor on the labelled reference (features, target, predictions).
+    """Fit every enabled monitor on its baseline.
 
-    ``timestamp_column`` defaults to ``schema.timestamp``.
+    ``reference`` is the performance baseline: labelled rows with the models' scores, on which
+    CBPE calibrates and realised performance sets its thresholds. ``feature_reference`` is the
+    features baseline of univariate and multivariate drift (features and timestamps only);
+    by default ``reference`` serves as both. ``timestamp_column`` defaults to
+    ``schema.timestamp``.
     """
     started = time.perf_counter()
     ts = timestamp_column or schema.timestamp
-    _require(reference, [ts, *schema.features, schema.target, *MODELS["champion"]], "reference")
+    features_baseline = reference if feature_reference is None else feature_reference
+    _require(reference, [ts, schema.target, *MODELS["champion"]], "reference")
+    _require(features_baseline, [ts, *schema.features], "the features baseline")
     if reference[schema.target].isna().any():
         raise NannyMLDriftError(
             f"reference: target column {schema.target!r} has "
             f"{int(reference[schema.target].isna().sum())} missing label(s); the reference must "
             "be fully labelled to calibrate CBPE"
         )
-    assignment = assign_chunks(reference[ts], chunking, column=ts)
-    n_complete = int(assignment.table["complete"].sum())
-    if n_complete < _MIN_REFERENCE_CHUNKS:
-        raise NannyMLDriftError(
-            f"reference: only {n_complete} chunk(s) of {chunking.describe()} have at least "
-            f"drift.chunking.min_rows={chunking.min_rows} rows; NannyML sets its thresholds from "
-            f"the spread over reference chunks and needs at least {_MIN_REFERENCE_CHUNKS}. Use "
-            "smaller chunks, a lower min_rows or a longer reference window"
+    feature_monitors = bool(
+        params.continuous_methods or params.categorical_methods or params.multivariate
+    )
+    chunks: dict[str, ChunkAssignment] = {}
+    if feature_monitors:
+        chunks["features"] = _baseline_chunks(features_baseline, ts, chunking, "features")
+    if params.performance_metrics:
+        chunks["performance"] = (
+            chunks["features"]
+            if feature_reference is None and "features" in chunks
+            else _baseline_chunks(reference, ts, chunking, "performance")
         )
     models = _reference_models(reference, params)
-    columns = [ts, *schema.features, schema.target]
-    for model in models:
-        columns += list(MODELS[model])
-    frame = _with_chunks(reference, columns, ts, assignment)
-
     chunker = AssignedChunker(chunking, ts)
     fitted = FittedNannyML(schema, params, chunking, ts, chunker)
-    fitted.reference_chunks = assignment.table
+    fitted.baseline_chunks = {role: a.table for role, a in chunks.items()}
     with chunker.fitting(), _quiet_nannyml("fit"):
-        if params.continuous_methods or params.categorical_methods:
-            fitted.univariate = _fit_univariate(frame, schema, params, chunker, ts)
-        if params.multivariate:
-            fitted.multivariate = DataReconstructionDriftCalculator(
-                column_names=schema.features,
-                timestamp_column_name=ts,
-                n_components=params.pca_components,
-                chunker=chunker,
-            ).fit(frame)
-        if params.performance_metrics:
+        if "features" in chunks:
+            frame = _with_chunks(
+                features_baseline, [ts, *schema.features], ts, chunks["features"], schema
+            )
+            if params.continuous_methods or params.categorical_methods:
+                fitted.univariate = _fit_univariate(frame, schema, params, chunker, ts)
+            if params.multivariate:
+                fitted.multivariate = DataReconstructionDriftCalculator(
+                    column_names=schema.features,
+                    timestamp_column_name=ts,
+                    n_components=params.pca_components,
+                    chunker=chunker,
+                ).fit(frame)
+        if "performance" in chunks:
+            columns = [ts, schema.target]
+            for model in models:
+                columns += list(MODELS[model])
+            frame = _with_chunks(reference, columns, ts, chunks["performance"], schema)
             for model in models:
                 scored = _model_frame(frame, model, "reference")
                 fitted.estimators[model] = _performance(CBPE, model, schema, params, chunker, ts)
@@ -299,10 +350,13 @@ def fit_nannyml(
                 ).fit(scored)
     fitted.fit_seconds = time.perf_counter() - started
     logger.info(
-        "Fitted NannyML monitors on %d reference rows (%d complete chunks) in %.1f s",
-        len(frame),
-        n_complete,
+        "Fitted NannyML monitors in %.1f s on %s",
         fitted.fit_seconds,
+        "; ".join(
+            f"the {role} baseline ({len(table)} chunks, {int(table['complete'].sum())} complete)"
+            for role, table in fitted.baseline_chunks.items()
+        )
+        or "no baseline (every monitor is off)",
     )
     return fitted
 
@@ -539,7 +593,7 @@ def run_nannyml(
     if "challenger" in fitted.estimators:
         optional += [c for c in MODELS["challenger"] if c in analysis.columns]
     columns = [ts, *schema.features, *MODELS["champion"], *optional]
-    frame = _with_chunks(analysis, list(dict.fromkeys(columns)), ts, assignment)
+    frame = _with_chunks(analysis, list(dict.fromkeys(columns)), ts, assignment, schema)
     # The calculators were fitted with the reference's timestamp column name.
     frame = frame.rename(columns={ts: fitted.timestamp_column})
     if CHALLENGER_STATUS in frame.columns and CHALLENGER_PROBABILITY in frame.columns:
