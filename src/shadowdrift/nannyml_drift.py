@@ -135,10 +135,17 @@ class AssignedChunker(Chunker):
                 data[self.timestamp_column], self.params, column=self.timestamp_column
             )
             codes, labels = assignment.codes, assignment.labels
-        order = np.argsort(codes, kind="stable")
+        times = data[self.timestamp_column] if self.timestamp_column in data.columns else None
+        if times is None:
+            order = np.argsort(codes, kind="stable")
+        else:
+            # Rows of a chunk in time order (ties as given), as NannyML's own chunkers sort
+            # them: sums over a chunk then add up in the same order.
+            rank = np.empty(len(codes), dtype=np.int64)
+            rank[np.argsort(times.to_numpy(), kind="stable")] = np.arange(len(codes))
+            order = np.lexsort((rank, codes))
         uniques, starts = np.unique(codes[order], return_index=True)
         ends = np.append(starts[1:], len(order))
-        times = data[self.timestamp_column] if self.timestamp_column in data.columns else None
         chunks = []
         for start, end in zip(starts, ends, strict=True):
             rows = order[start:end]
@@ -522,12 +529,12 @@ def _performance_table(
     return pd.concat(parts, ignore_index=True)
 
 
-def _labelled_for_auc(frame: pd.DataFrame, target: str) -> pd.DataFrame:
-    """Labelled rows of chunks whose labels hold both classes (ROC AUC needs both)."""
+def _labelled(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Labelled rows, the target as integers. A chunk whose labels hold one class stays: NannyML
+    reports NaN for it (no ROC AUC, precision or recall from one class), as a direct run does."""
     labelled = frame.loc[frame[target].notna()].copy()
     labelled[target] = labelled[target].astype(np.int64)
-    classes = labelled.groupby(CHUNK_INDEX)[target].nunique()
-    return labelled.loc[labelled[CHUNK_INDEX].isin(classes.index[classes == 2])]
+    return labelled
 
 
 def _run_performance(
@@ -553,7 +560,7 @@ def _run_performance(
         estimated.append(_performance_table(result, model, "cbpe", metrics, n_scored))
         if target not in scored.columns:
             continue
-        labelled = _labelled_for_auc(scored, target)
+        labelled = _labelled(scored, target)
         if labelled.empty:
             logger.info("No labelled analysis rows for the %s yet: no realised performance", model)
             continue
