@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shadowdrift.drift_decision import RULES, DriftEvidence, concept_drift_caveat, decide
+from shadowdrift.drift_decision import (
+    RULES,
+    BaselineSize,
+    DriftEvidence,
+    concept_drift_caveat,
+    decide,
+)
 from shadowdrift.drift_params import DriftParams, RuleParams
 
 CHUNKS = [f"c{i}" for i in range(6)]
@@ -260,6 +266,45 @@ def test_univariate_rule_is_off_by_default():
     assert [(r["feature"], r["method"]) for r in decision["reasons"]] == [
         ("a", "kolmogorov_smirnov")
     ]
+
+
+def test_spread_based_alerts_on_a_small_baseline_are_reported_but_not_acted_on():
+    mv = {"metric": "reconstruction_error", "method": "pca_reconstruction"}
+    flags = [False, False, True, True, True, False]
+    uni = pd.concat(
+        [
+            _alerts(flags, feature="a", method="kolmogorov_smirnov"),
+            _alerts(flags, feature="b", method="chi2"),
+        ]
+    )
+    rules = _rules(univariate={"enabled": True, "methods": ["kolmogorov_smirnov", "chi2"]})
+    small = BaselineSize(features=3, performance=10, min_chunks=6)
+    evidence = DriftEvidence(
+        _chunks(), multivariate=_alerts(flags, **mv), univariate=uni, baseline=small
+    )
+    decision = _decide(evidence, rules)
+    # chi2 alerts on a p-value, not on the baseline's spread: it still acts
+    assert decision["decision"] == "retrain"
+    assert [(r["rule"], r["method"]) for r in decision["reasons"]] == [("univariate", "chi2")]
+    held = {(r["rule"], r["method"]) for r in decision["reasons_not_acted_on"]}
+    assert held == {("multivariate", "pca_reconstruction"), ("univariate", "kolmogorov_smirnov")}
+    assert all(
+        "3 complete chunk(s), fewer than" in r["why"] for r in decision["reasons_not_acted_on"]
+    )
+    multivariate = next(r for r in decision["evaluated_rules"] if r["rule"] == "multivariate")
+    assert (multivariate["fired"], multivariate["not_acted_on"]) == (False, 1)
+    assert "drift.baseline.min_chunks=6" in multivariate["note"]
+    assert any("features baseline has 3 complete" in c for c in decision["caveats"])
+    # without chi2 nothing acts, and the summary says what was held back
+    only_spread = DriftEvidence(_chunks(), multivariate=_alerts(flags, **mv), baseline=small)
+    decision = _decide(only_spread)
+    assert decision["decision"] == "no_retrain"
+    assert "multivariate fired but was not acted on" in decision["summary"]
+    # a big enough baseline: the same alerts act
+    enough = DriftEvidence(
+        _chunks(), multivariate=_alerts(flags, **mv), baseline=BaselineSize(6, 2, 6)
+    )
+    assert _fired(_decide(enough)) == ["multivariate"]
 
 
 # --- data quality --------------------------------------------------------------------------------

@@ -209,11 +209,11 @@ def _fit_psi(
     return tuple(out)
 
 
-_SPREAD_RULES = {
+_SMALL_BASELINE_CONSEQUENCE = {
     "features": "the multivariate rule and the univariate rule (except chi2, which alerts on a "
     "p-value) do not trigger a retrain; their alerts are still reported",
-    "performance": "CBPE's and realised performance's NannyML thresholds in the report are "
-    "unreliable (the performance rules compare with the baseline's realised value instead)",
+    "performance": "CBPE's and realised performance's alerts in the report are not to be "
+    "trusted (the performance rules compare with the baseline's realised value instead)",
 }
 
 
@@ -238,8 +238,8 @@ def _describe_baseline(
         info["warning"] = (
             f"The {role} baseline ({source}) has {complete} complete chunk(s) of "
             f"{params.chunking.describe()}, fewer than drift.baseline.min_chunks={minimum}: "
-            "NannyML's thresholds (mean +- 3 standard deviations of the baseline chunks) are "
-            f"unreliable, so {_SPREAD_RULES[role]}. Use a longer baseline "
+            "NannyML's thresholds (mean +- 3 standard deviations of the baseline chunks) come "
+            f"from too few chunks: {_SMALL_BASELINE_CONSEQUENCE[role]}. Use a longer baseline "
             f"(drift.baseline.{role}) or smaller chunks (drift.chunking)."
         )
         logger.warning(info["warning"])

@@ -312,6 +312,8 @@ class BaselineParams:
     min_chunks: int = _spec(6, _int_at_least(1))
 
     def __post_init__(self) -> None:
+        for name in ("start", "end"):  # also when built directly, not from parameters
+            object.__setattr__(self, name, _instant(getattr(self, name), f"drift.baseline.{name}"))
         uses_range = "date_range" in (self.features, self.performance)
         if uses_range and self.start is None and self.end is None:
             roles = [r for r in ("features", "performance") if getattr(self, r) == "date_range"]

@@ -432,9 +432,12 @@ def side_by_side(ours: NannyMLResults, theirs: NannyMLResults, monitor: str) -> 
     columns = [c for c in (*NUMBERS, "alert") if c in right.columns]
     merged = left[[*keys, *columns]].merge(
         right[[*keys, *columns]], on=keys, how="outer", suffixes=("_ours", "_nannyml"),
-        sort=False, indicator=True,
+        indicator=True,
     )  # fmt: skip
-    return merged
+    # An outer join sorts the keys as text ([10000:14999] before [5000:9999]): back to time order.
+    order = {chunk: i for i, chunk in enumerate(dict.fromkeys([*left["chunk"], *right["chunk"]]))}
+    rank = merged["chunk"].map(order)
+    return merged.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def agreement(table: pd.DataFrame) -> dict[str, Any]:
