@@ -202,6 +202,9 @@ def test_fit_reference_fits_each_statistic_on_its_baseline(windows):
     assert [part.counts.n_rows for part in fitted.psi] == [n_features, n_performance]
     assert fitted.psi[1].binning.features == ("champion_probability",)
     info = fitted.info["baseline"]
+    assert info["features"]["windows"] == ["train", "test", "reference"]
+    assert info["performance"]["windows"] == ["test", "reference"]
+    assert info["features"]["source"] == "all_history"
     assert info["features"]["n_rows"] == n_features
     assert info["performance"]["n_rows"] == n_performance
     assert info["features"]["complete_chunks"] >= 50  # a year of weeks

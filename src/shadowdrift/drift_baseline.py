@@ -246,6 +246,16 @@ def select_baseline(
     return rows, description
 
 
+def baseline_windows(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """{role: the windows its rows came from, in order} of ``select_baseline``'s frame."""
+    if FOR_FEATURES not in frame.columns:
+        return {role: [] for role in ROLES}
+    return {
+        role: list(dict.fromkeys(frame.loc[frame[flag].astype(bool), WINDOW]))
+        for role, flag in ROLES.items()
+    }
+
+
 def split_baseline(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(features baseline, performance baseline) from ``select_baseline``'s frame.
 

@@ -47,7 +47,7 @@ from shadowdrift.drift_agreement import (
     agreement_table,
     count_agreement,
 )
-from shadowdrift.drift_baseline import FOR_FEATURES, WINDOW, split_baseline
+from shadowdrift.drift_baseline import FOR_FEATURES, baseline_windows, split_baseline
 from shadowdrift.drift_chunks import (
     CHUNK_TABLE_COLUMNS,
     ChunkAssignment,
@@ -220,7 +220,7 @@ _SMALL_BASELINE_CONSEQUENCE = {
 def _describe_baseline(
     role: str,
     source: str,
-    frame: pd.DataFrame,
+    windows: list[str],
     times: pd.Series,
     chunks: pd.DataFrame,
     params: DriftParams,
@@ -228,7 +228,7 @@ def _describe_baseline(
     complete = int(chunks["complete"].sum())
     info: dict[str, Any] = {
         "source": source,
-        "windows": list(dict.fromkeys(frame[WINDOW])) if WINDOW in frame.columns else [],
+        "windows": windows,
         **_span(times),
         "chunks": len(chunks),
         "complete_chunks": complete,
@@ -266,6 +266,7 @@ def fit_reference(
     if not 0.0 <= float(threshold) <= 1.0:
         raise DriftInputError(f"the champion's threshold must be in [0, 1], got {threshold!r}")
     selected = FOR_FEATURES in reference.columns
+    windows = baseline_windows(reference)
     if feature_reference is None:
         feature_reference, reference = split_baseline(reference)
     same = feature_reference is reference
@@ -309,7 +310,7 @@ def fit_reference(
         if chunks is None:
             chunks = assign_chunks(times, params.chunking, column=schema.timestamp).table
         source = getattr(params.baseline, role) if selected else "given"
-        baselines[role] = _describe_baseline(role, source, frame, times, chunks, params)
+        baselines[role] = _describe_baseline(role, source, windows[role], times, chunks, params)
     size = BaselineSize(
         features=baselines["features"]["complete_chunks"],
         performance=baselines["performance"]["complete_chunks"],
