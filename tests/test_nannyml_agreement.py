@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shadowdrift import nannyml_agreement as agreement
 from shadowdrift.drift_chunks import assign_chunks
 from shadowdrift.drift_params import ChunkingParams
 from shadowdrift.nannyml_agreement import (
     Case,
     incomplete_size_chunk_dropped,
-    run_nannyml_directly,
-    run_ours,
     side_by_side,
     synthetic_case,
     tables_equal,
@@ -36,6 +35,16 @@ pytestmark = pytest.mark.slow
 SYNTHETIC_SIZE = {"by": "size", "size": 1250, "min_rows": 500}
 SYNTHETIC_QUARTERS = {"by": "period", "period": "Q", "min_rows": 200}
 TITANIC_SIZE = {"by": "size", "size": 100, "min_rows": 50}
+# Two CBPE / realised metrics keep the file fast; benchmarks/nannyml_agreement.py shows all four.
+METRICS = ("roc_auc", "f1")
+
+
+def run_ours(case: Case, chunking: dict):
+    return agreement.run_ours(case, chunking, METRICS)
+
+
+def run_nannyml_directly(case: Case, chunking: dict, **chunkers):
+    return agreement.run_nannyml_directly(case, chunking, metrics=METRICS, **chunkers)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +84,23 @@ def test_nannyml_agreement_synthetic_size_chunks(synthetic):
     summary = _assert_equal(ours.nannyml, theirs.results)
     assert ours.chunks["chunk"].tolist()[:2] == ["[0:1249]", "[1250:2499]"]
     assert len(ours.chunks) == 10
+    # NannyML's raw result frames, read without the shared tidy readers
+    raw = theirs.multivariate.result.filter(period="analysis").to_df()
+    assert (
+        ours.nannyml.multivariate["value"].tolist()
+        == raw[("reconstruction_error", "value")].tolist()
+    )
+    raw = theirs.cbpe.result.filter(period="analysis").to_df()
+    roc = ours.nannyml.estimated_performance.query("metric == 'roc_auc'")
+    assert roc["value"].tolist() == raw[("roc_auc", "value")].tolist()
+    assert roc["lower_threshold"].tolist() == raw[("roc_auc", "lower_threshold")].tolist()
+    raw = theirs.univariate.result.filter(period="analysis").to_df()
+    ks = ours.nannyml.univariate.query(
+        "feature == 'distance_from_office' and method == 'kolmogorov_smirnov'"
+    )
+    column = raw[("distance_from_office", "kolmogorov_smirnov")]
+    assert ks["value"].tolist() == column["value"].tolist()
+    assert ks["alert"].tolist() == column["alert"].astype(bool).tolist()
     # the analysis drifts in its second half: both sides alert there, and the same way
     assert summary["multivariate"]["alerts_ours"] >= 4
     assert summary["estimated_performance"]["alerts_ours"] > 0

@@ -20,8 +20,10 @@ them (native types, ``NaN``), with ``chunk_size`` or ``chunk_period``. Titanic h
 timestamps: size chunks follow the row order on both sides (ours: an ``event_time`` that
 increases with the row number).
 
-``side_by_side(ours, theirs)`` lines up the tidy tables per chunk and subject; ``agreement``
-summarises the largest differences. Plain pandas / NannyML; does not import Kedro.
+NannyML's result frames become tidy tables with the same readers on both sides
+(``nannyml_drift.univariate_table`` ...: they only pick NannyML's columns); ``side_by_side(ours,
+theirs)`` lines up the tidy tables per chunk and subject; ``agreement`` summarises the largest
+differences. Plain pandas / NannyML; does not import Kedro.
 """
 
 from __future__ import annotations
@@ -43,7 +45,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from shadowdrift.drift_monitor import DriftResults, run_drift
-from shadowdrift.nannyml_drift import MULTIVARIATE_COLUMNS, UNIVARIATE_COLUMNS, NannyMLResults
+from shadowdrift.nannyml_drift import (
+    NannyMLResults,
+    multivariate_table,
+    performance_table,
+    univariate_table,
+)
 from shadowdrift.prediction_log import CHAMPION_LABEL, CHAMPION_PROBABILITY, EVENT_TIME
 from shadowdrift.schema import DataSchema, parse_schema
 
@@ -227,7 +234,9 @@ def titanic_case() -> Case:
 # --- the two sides -------------------------------------------------------------------------------
 
 
-def drift_parameters(chunking: Mapping[str, Any]) -> dict[str, Any]:
+def drift_parameters(
+    chunking: Mapping[str, Any], metrics: tuple[str, ...] = METRICS
+) -> dict[str, Any]:
     """The ``drift`` parameters of our side: the given chunking, the compared monitors."""
     return {
         "chunking": dict(chunking),
@@ -237,17 +246,19 @@ def drift_parameters(chunking: Mapping[str, Any]) -> dict[str, Any]:
             "categorical_methods": list(CATEGORICAL_METHODS),
             "multivariate": True,
             "pca_components": PCA_COMPONENTS,
-            "performance_metrics": list(METRICS),
+            "performance_metrics": list(metrics),
             "challenger": False,
         },
         "baseline": {"min_chunks": 2},
     }
 
 
-def run_ours(case: Case, chunking: Mapping[str, Any]) -> DriftResults:
+def run_ours(
+    case: Case, chunking: Mapping[str, Any], metrics: tuple[str, ...] = METRICS
+) -> DriftResults:
     """The project's path: ``run_drift`` on the baseline and the logged analysis rows."""
     return run_drift(
-        case.reference, case.analysis, case.schema, THRESHOLD, drift_parameters(chunking)
+        case.reference, case.analysis, case.schema, THRESHOLD, drift_parameters(chunking, metrics)
     )
 
 
@@ -281,6 +292,7 @@ def run_nannyml_directly(
     *,
     fit_chunker: Chunker | None = None,
     analysis_chunker: Chunker | None = None,
+    metrics: tuple[str, ...] = METRICS,
 ) -> DirectRun:
     """NannyML's own calculators on NannyML's frames, chunked by ``chunk_size`` / ``chunk_period``.
 
@@ -308,7 +320,7 @@ def run_nannyml_directly(
             "y_pred_proba": case.y_pred_proba,
             "y_pred": case.y_pred,
             "y_true": case.y_true,
-            "metrics": list(METRICS),
+            "metrics": list(metrics),
             "problem_type": "classification_binary",
             **fit,
         }
@@ -318,10 +330,12 @@ def run_nannyml_directly(
             for calculator in (univariate, multivariate, cbpe, realised):
                 calculator.chunker = analysis_chunker
         results = NannyMLResults(
-            _univariate(univariate.calculate(ana), case),
-            _multivariate(multivariate.calculate(ana)),
-            _performance(cbpe.estimate(ana.drop(columns=[case.y_true])), "cbpe"),
-            _performance(realised.calculate(ana), "realised"),
+            univariate_table(univariate, univariate.calculate(ana)),
+            multivariate_table(multivariate.calculate(ana)),
+            performance_table(
+                cbpe.estimate(ana.drop(columns=[case.y_true])), "champion", "cbpe", metrics
+            ),
+            performance_table(realised.calculate(ana), "champion", "realised", metrics),
         )
     return DirectRun(univariate, multivariate, cbpe, realised, results)
 
@@ -333,82 +347,6 @@ def incomplete_size_chunk_dropped(case: Case, size: int) -> dict[str, Chunker]:
         "fit_chunker": SizeBasedChunker(size, incomplete="drop", **timestamp),
         "analysis_chunker": SizeBasedChunker(size, incomplete="keep", **timestamp),
     }
-
-
-def _number(values: Any) -> np.ndarray:
-    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
-
-
-def _flag(values: Any) -> np.ndarray:
-    series = pd.Series(values).astype(object)
-    return series.where(series.notna(), False).astype(bool).to_numpy()
-
-
-def _univariate(result: Any, case: Case) -> pd.DataFrame:
-    df = result.filter(period="analysis").to_df()
-    keys = df[("chunk", "chunk", "key")].astype(str).to_numpy(dtype=object)
-    parts = []
-    for names, methods in (
-        (case.numeric, CONTINUOUS_METHODS),
-        (case.categorical, CATEGORICAL_METHODS),
-    ):
-        for name in names:
-            for method in methods:
-                block = df[(name, method)]
-                parts.append(
-                    pd.DataFrame(
-                        {
-                            "chunk": keys,
-                            "feature": name,
-                            "method": method,
-                            "value": _number(block["value"]),
-                            "lower_threshold": _number(block["lower_threshold"]),
-                            "upper_threshold": _number(block["upper_threshold"]),
-                            "alert": _flag(block["alert"]),
-                        }
-                    )
-                )
-    return pd.concat(parts, ignore_index=True)[list(UNIVARIATE_COLUMNS)]
-
-
-def _multivariate(result: Any) -> pd.DataFrame:
-    df = result.filter(period="analysis").to_df()
-    block = df["reconstruction_error"]
-    return pd.DataFrame(
-        {
-            "chunk": df[("chunk", "key")].astype(str).to_numpy(dtype=object),
-            "metric": "reconstruction_error",
-            "method": "pca_reconstruction",
-            "value": _number(block["value"]),
-            "sampling_error": _number(block["sampling_error"]),
-            "lower_threshold": _number(block["lower_threshold"]),
-            "upper_threshold": _number(block["upper_threshold"]),
-            "alert": _flag(block["alert"]),
-        }
-    )[list(MULTIVARIATE_COLUMNS)]
-
-
-def _performance(result: Any, method: str) -> pd.DataFrame:
-    df = result.filter(period="analysis").to_df()
-    parts = []
-    for metric in METRICS:
-        block = df[metric]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "chunk": df[("chunk", "key")].astype(str).to_numpy(dtype=object),
-                    "model": "champion",
-                    "metric": metric,
-                    "method": method,
-                    "value": _number(block["value"]),
-                    "sampling_error": _number(block["sampling_error"]),
-                    "lower_threshold": _number(block["lower_threshold"]),
-                    "upper_threshold": _number(block["upper_threshold"]),
-                    "alert": _flag(block["alert"]),
-                }
-            )
-        )
-    return pd.concat(parts, ignore_index=True)
 
 
 # --- comparison ----------------------------------------------------------------------------------

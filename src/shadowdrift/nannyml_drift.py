@@ -452,12 +452,10 @@ def _number(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
 
 
-def _univariate_table(fitted: FittedNannyML, frame: pd.DataFrame) -> pd.DataFrame:
-    calc = fitted.univariate
-    if calc is None:
-        return _empty(UNIVARIATE_COLUMNS)
-    result = calc.calculate(frame).filter(period="analysis").to_df()
-    keys = result[("chunk", "chunk", "key")].to_numpy(dtype=object)
+def univariate_table(calc: UnivariateDriftCalculator, result: Any) -> pd.DataFrame:
+    """NannyML's univariate result (analysis period) as a tidy ``UNIVARIATE_COLUMNS`` table."""
+    df = result.filter(period="analysis").to_df()
+    keys = df[("chunk", "chunk", "key")].astype(str).to_numpy(dtype=object)
     parts = []
     for feature, methods in (
         (calc.continuous_column_names, calc.continuous_method_names),
@@ -465,68 +463,69 @@ def _univariate_table(fitted: FittedNannyML, frame: pd.DataFrame) -> pd.DataFram
     ):
         for name in feature:
             for method in methods:
-                block = result[(name, method)]
+                block = df[(name, method)]
                 parts.append(
                     pd.DataFrame(
                         {
                             "chunk": keys,
                             "feature": name,
                             "method": method,
-                            "value": _number(block["value"]),
-                            "lower_threshold": _number(block["lower_threshold"]),
-                            "upper_threshold": _number(block["upper_threshold"]),
-                            "alert": _alert(block["alert"]),
+                            **_value_columns(block, sampling_error=False),
                         }
                     )
                 )
     return pd.concat(parts, ignore_index=True) if parts else _empty(UNIVARIATE_COLUMNS)
 
 
-def _multivariate_table(fitted: FittedNannyML, frame: pd.DataFrame) -> pd.DataFrame:
-    calc = fitted.multivariate
-    if calc is None:
-        return _empty(MULTIVARIATE_COLUMNS)
-    result = calc.calculate(frame).filter(period="analysis").to_df()
-    block = result["reconstruction_error"]
+def multivariate_table(result: Any) -> pd.DataFrame:
+    """NannyML's reconstruction-error result (analysis period) as ``MULTIVARIATE_COLUMNS``."""
+    df = result.filter(period="analysis").to_df()
     return pd.DataFrame(
         {
-            "chunk": result[("chunk", "key")].to_numpy(dtype=object),
+            "chunk": df[("chunk", "key")].astype(str).to_numpy(dtype=object),
             "metric": "reconstruction_error",
             "method": "pca_reconstruction",
-            "value": _number(block["value"]),
-            "sampling_error": _number(block["sampling_error"]),
-            "lower_threshold": _number(block["lower_threshold"]),
-            "upper_threshold": _number(block["upper_threshold"]),
-            "alert": _alert(block["alert"]),
+            **_value_columns(df["reconstruction_error"], sampling_error=True),
         }
-    )
+    )[list(MULTIVARIATE_COLUMNS)]
 
 
-def _performance_table(
-    result: Any, model: str, method: str, metrics: tuple[str, ...], n_rows: pd.Series
+def performance_table(
+    result: Any,
+    model: str,
+    method: str,
+    metrics: tuple[str, ...],
+    n_rows: pd.Series | None = None,
 ) -> pd.DataFrame:
+    """A CBPE or PerformanceCalculator result (analysis period) as ``PERFORMANCE_COLUMNS``;
+    ``n_rows``: rows per chunk label (without it the column is left out)."""
     df = result.filter(period="analysis").to_df()
-    keys = df[("chunk", "key")].to_numpy(dtype=object)
+    keys = df[("chunk", "key")].astype(str).to_numpy(dtype=object)
     parts = []
     for metric in metrics:
-        block = df[metric]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "chunk": keys,
-                    "model": model,
-                    "metric": metric,
-                    "method": method,
-                    "value": _number(block["value"]),
-                    "sampling_error": _number(block["sampling_error"]),
-                    "lower_threshold": _number(block["lower_threshold"]),
-                    "upper_threshold": _number(block["upper_threshold"]),
-                    "alert": _alert(block["alert"]),
-                    "n_rows": n_rows.reindex(keys).fillna(0).to_numpy(dtype=np.int64),
-                }
-            )
+        part = pd.DataFrame(
+            {
+                "chunk": keys,
+                "model": model,
+                "metric": metric,
+                "method": method,
+                **_value_columns(df[metric], sampling_error=True),
+            }
         )
+        if n_rows is not None:
+            part["n_rows"] = n_rows.reindex(keys).fillna(0).to_numpy(dtype=np.int64)
+        parts.append(part)
     return pd.concat(parts, ignore_index=True)
+
+
+def _value_columns(block: pd.DataFrame, *, sampling_error: bool) -> dict[str, np.ndarray]:
+    columns = {"value": _number(block["value"])}
+    if sampling_error:
+        columns["sampling_error"] = _number(block["sampling_error"])
+    columns["lower_threshold"] = _number(block["lower_threshold"])
+    columns["upper_threshold"] = _number(block["upper_threshold"])
+    columns["alert"] = _alert(block["alert"])
+    return columns
 
 
 def _labelled(frame: pd.DataFrame, target: str) -> pd.DataFrame:
@@ -557,7 +556,7 @@ def _run_performance(
         n_scored = scored.groupby(CHUNK_LABEL).size()
         # Without the target column CBPE does not try (and warn about) realised values.
         result = estimator.estimate(scored.drop(columns=[target], errors="ignore"))
-        estimated.append(_performance_table(result, model, "cbpe", metrics, n_scored))
+        estimated.append(performance_table(result, model, "cbpe", metrics, n_scored))
         if target not in scored.columns:
             continue
         labelled = _labelled(scored, target)
@@ -566,7 +565,7 @@ def _run_performance(
             continue
         n_labelled = labelled.groupby(CHUNK_LABEL).size()
         result = fitted.calculators[model].calculate(labelled)
-        realised.append(_performance_table(result, model, "realised", metrics, n_labelled))
+        realised.append(performance_table(result, model, "realised", metrics, n_labelled))
     return (
         pd.concat(estimated, ignore_index=True) if estimated else _empty(PERFORMANCE_COLUMNS),
         pd.concat(realised, ignore_index=True) if realised else _empty(PERFORMANCE_COLUMNS),
@@ -608,8 +607,16 @@ def run_nannyml(
         frame.loc[frame[CHALLENGER_STATUS] != "ok", CHALLENGER_PROBABILITY] = np.nan
 
     with _quiet_nannyml("calculate"):
-        univariate = _univariate_table(fitted, frame)
-        multivariate = _multivariate_table(fitted, frame)
+        univariate = (
+            _empty(UNIVARIATE_COLUMNS)
+            if fitted.univariate is None
+            else univariate_table(fitted.univariate, fitted.univariate.calculate(frame))
+        )
+        multivariate = (
+            _empty(MULTIVARIATE_COLUMNS)
+            if fitted.multivariate is None
+            else multivariate_table(fitted.multivariate.calculate(frame))
+        )
         estimated, realised = _run_performance(fitted, frame)
     seconds = time.perf_counter() - started
     logger.info("Ran NannyML monitors on %d analysis rows in %.1f s", len(frame), seconds)
