@@ -221,10 +221,18 @@ def _describe_baseline(
     role: str,
     source: str,
     windows: list[str],
-    times: pd.Series,
-    chunks: pd.DataFrame,
+    frame: pd.DataFrame,
+    chunks: pd.DataFrame | None,
+    schema: DataSchema,
     params: DriftParams,
 ) -> dict[str, Any]:
+    """Source, windows, span and chunks of one baseline; a warning (logged) if it is too small.
+
+    ``chunks`` is NannyML's chunk table of the baseline, ``None`` where no monitor needed it.
+    """
+    times = normalise_timestamps(frame[schema.timestamp], schema.timestamp)
+    if chunks is None:
+        chunks = assign_chunks(times, params.chunking, column=schema.timestamp).table
     complete = int(chunks["complete"].sum())
     info: dict[str, Any] = {
         "source": source,
@@ -305,12 +313,16 @@ def fit_reference(
     )
     baselines: dict[str, Any] = {"min_chunks": params.baseline.min_chunks}
     for role, frame in (("features", feature_reference), ("performance", reference)):
-        times = normalise_timestamps(frame[schema.timestamp], schema.timestamp)
-        chunks = fitted_nannyml.baseline_chunks.get(role)
-        if chunks is None:
-            chunks = assign_chunks(times, params.chunking, column=schema.timestamp).table
         source = getattr(params.baseline, role) if selected else "given"
-        baselines[role] = _describe_baseline(role, source, windows[role], times, chunks, params)
+        baselines[role] = _describe_baseline(
+            role,
+            source,
+            windows[role],
+            frame,
+            fitted_nannyml.baseline_chunks.get(role),
+            schema,
+            params,
+        )
     size = BaselineSize(
         features=baselines["features"]["complete_chunks"],
         performance=baselines["performance"]["complete_chunks"],

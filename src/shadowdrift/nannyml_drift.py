@@ -1,7 +1,6 @@
 """NannyML 0.13.1 drift and performance monitors, on our chunks, as tidy tables.
 
-Four monitors, fitted once on the labelled reference (``fit_nannyml``) and run on any analysis
-frame (``run_nannyml``):
+Four monitors, fitted once (``fit_nannyml``) and run on any analysis frame (``run_nannyml``):
 
 * univariate drift per feature (``UnivariateDriftCalculator``; methods from
   ``drift.nannyml.continuous_methods`` / ``categorical_methods``),
@@ -10,19 +9,27 @@ frame (``run_nannyml``):
   challenger (on the records the challenger scored),
 * realised performance (``PerformanceCalculator``) on the records whose label has arrived.
 
-The domain classifier is left out: it trains a model per chunk and takes minutes.
+The first two are fitted on the features baseline, the last two on the performance baseline
+(labelled rows with out-of-sample scores; ``drift_baseline``). The domain classifier is left
+out: it trains a model per chunk and takes minutes.
 
 Chunks: NannyML's own ``chunk_period`` does not match ours (``"7D"`` gives one chunk per *day*:
 pandas periods with a multiplied frequency start on every day), and its chunk keys cannot be
 joined to a filtered subset. So every monitor gets an ``AssignedChunker``: it reads the chunk
 that ``drift_chunks.assign_chunks`` gave each row from two helper columns, or, where NannyML
 hands it only a feature and the timestamps (univariate threshold fitting), recomputes the same
-assignment from the timestamps. Keys are our chunk labels, so every table joins on ``chunk``.
+assignment from the timestamps. Keys are our chunk labels, so every table joins on ``chunk``;
+for size chunks and calendar periods they are NannyML's own keys (``[0:4999]``, ``2025Q1``).
 
 Thresholds are NannyML's own: for every method and metric, mean +- 3 standard deviations of
-its values on the *reference chunks* (``chi2`` instead alerts at p < 0.05). Incomplete reference
+its values on the *baseline chunks* (``chi2`` instead alerts at p < 0.05). Incomplete baseline
 chunks (fewer than ``min_rows``) are left out of that calibration: a two-day stub of a week
-would widen every threshold. The reference therefore needs at least two complete chunks.
+would widen every threshold. A baseline therefore needs at least two complete chunks.
+
+With the same baseline rows and chunks the results equal a direct NannyML run
+(``tests/test_nannyml_agreement.py``, docs/drift_quality.md "Agreement with NannyML"): features
+reach NannyML typed by the schema (numeric float64, categorical ``object``, missing as NaN),
+rows of a chunk in time order, as NannyML's chunkers give them.
 
 Tidy output (``NannyMLResults``), one row per (chunk, feature or metric, method[, model]):
 ``value``, ``lower_threshold``, ``upper_threshold``, ``alert`` (and ``sampling_error``,

@@ -1,7 +1,7 @@
 """Drift monitoring of a Dask DataFrame: the same tables and decision as ``drift_monitor``.
 
-The reference is small and stays in memory: ``drift_monitor.fit_reference`` fits PSI bins,
-reference counts and the NannyML monitors on it exactly as the pandas path does. The analysis
+The baselines (``drift.baseline``) stay in memory: ``drift_monitor.fit_reference`` fits PSI
+bins, baseline counts and the NannyML monitors on them exactly as the pandas path does. The analysis
 (the prediction log with ground truth) stays partitioned:
 
 * **Chunks.** Period chunks are a function of each row's time, so every partition labels its
