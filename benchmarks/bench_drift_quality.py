@@ -6,6 +6,7 @@ Usage::
     .venv/bin/python benchmarks/bench_drift_quality.py --seeds 10  # docs/drift_quality.md (12 min)
     .venv/bin/python benchmarks/bench_drift_quality.py --quick     # 2 seeds, one magnitude
     .venv/bin/python benchmarks/bench_drift_quality.py --timing    # default parameters, timed
+                                       # beside smaller baselines
     .venv/bin/python benchmarks/bench_drift_quality.py --scenarios covariate_shift \
         --features-baseline reference --performance-baseline reference --chunk-size 5000
                                        # another baseline (drift.baseline) or chunking
@@ -150,10 +151,9 @@ def _best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def fit_models(
-    history: pd.DataFrame, schema: DataSchema, seed: int, params: DriftParams
-) -> tuple[Models, pd.DataFrame]:
-    """Champion and challenger on train (60%), thresholds on test (20%); returns the drift
-    baseline (``params.baseline`` from the train, test and reference windows), scored."""
+    history: pd.DataFrame, schema: DataSchema, seed: int
+) -> tuple[Models, dict[str, pd.DataFrame]]:
+    """Champion and challenger on train (60%), thresholds on test (20%); and the three windows."""
     n = len(history)
     train, test = history.iloc[: int(0.6 * n)], history.iloc[int(0.6 * n) : int(0.8 * n)]
     reference = history.iloc[int(0.8 * n) :].reset_index(drop=True)
@@ -172,10 +172,18 @@ def fit_models(
         name: _best_f1_threshold(y_test, model.predict_proba(x_test)[:, 1])
         for name, model in (("champion", champion), ("challenger", challenger))
     }
-    models = Models(schema, champion, challenger, thresholds)
+    return Models(schema, champion, challenger, thresholds), windows
+
+
+def scored_baseline(
+    models: Models, windows: dict[str, pd.DataFrame], schema: DataSchema, params: DriftParams
+) -> pd.DataFrame:
+    """The drift baseline (``params.baseline``) from the windows, as the pipeline selects it.
+
+    Every row is scored; fit_reference reads the scores of the performance rows only.
+    """
     baseline, _ = select_baseline(windows, schema, params.baseline)
-    # Every row is scored; fit_reference reads the scores of the performance rows only.
-    return models, models.score(baseline)
+    return models.score(baseline)
 
 
 def production_log(
@@ -385,41 +393,62 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+TIMED_BASELINES = {
+    "default": {},
+    "out_of_sample": {"features": "out_of_sample", "performance": "out_of_sample"},
+    "reference window": {"features": "reference", "performance": "reference"},
+}
+
+
 def time_default_parameters(schema: DataSchema, repeats: int = 3) -> int:
-    """The drift pipeline's own work at the demo sizes, default ``drift`` parameters."""
+    """The drift pipeline's own work at the demo sizes, default ``drift`` parameters, beside
+    smaller baselines (``TIMED_BASELINES``; interleaved, ``repeats`` times each)."""
     history, _ = sim.simulate_history(
         HISTORY_ROWS, 0, HISTORY_START, HISTORY_DAYS, LABEL_DELAY_DAYS
     )
-    models, reference = fit_models(history, schema, 0, DriftParams())
+    params = {name: DriftParams.from_params({"baseline": b}) for name, b in TIMED_BASELINES.items()}
+    models, windows = fit_models(history, schema, 0)
+    baselines = {name: scored_baseline(models, windows, schema, p) for name, p in params.items()}
     log, _ = production_log(models, history, 0, "covariate_shift", 0.5)
-    rows: dict[str, list[float]] = defaultdict(list)
+    rows: dict[tuple[str, str], list[float]] = defaultdict(list)
+    sizes = {}
     for _ in range(repeats):
-        tick = time.perf_counter()
-        fitted = fit_reference(reference, schema, models.thresholds["champion"], DriftParams())
-        rows["fit_reference"].append(time.perf_counter() - tick)
-        tick = time.perf_counter()
-        results = compute_drift(log, fitted)
-        rows["compute_drift"].append(time.perf_counter() - tick)
-        rows["  of which NannyML"].append(results.seconds["nannyml"])
-        rows["  of which PSI"].append(results.seconds["psi"])
-        rows["  of which data quality + agreement"].append(
-            results.seconds["data_quality_and_agreement"]
-        )
-        tick = time.perf_counter()
-        render_html(build_summary(results), build_figures(results))
-        rows["summary + figures + HTML"].append(time.perf_counter() - tick)
-        rows["total"].append(
-            rows["fit_reference"][-1]
-            + rows["compute_drift"][-1]
-            + rows["summary + figures + HTML"][-1]
-        )
-    sizes = fitted.info["baseline"]
-    print(f"Default drift parameters, features baseline {sizes['features']['n_rows']:,} rows, "
-          f"performance baseline {sizes['performance']['n_rows']:,} rows, analysis {len(log):,} "
-          f"rows, {len(schema.features)} features; {_cpu_name()}, {repeats} repeats\n")  # fmt: skip
-    print("| step | median s | max s |\n|---|---:|---:|")
-    for name, values in rows.items():
-        print(f"| {name} | {statistics.median(values):.2f} | {max(values):.2f} |")
+        for name, drift in params.items():
+            tick = time.perf_counter()
+            fitted = fit_reference(baselines[name], schema, models.thresholds["champion"], drift)
+            rows[name, "fit_reference"].append(time.perf_counter() - tick)
+            tick = time.perf_counter()
+            results = compute_drift(log, fitted)
+            rows[name, "compute_drift"].append(time.perf_counter() - tick)
+            rows[name, "  of which NannyML"].append(results.seconds["nannyml"])
+            rows[name, "  of which PSI"].append(results.seconds["psi"])
+            rows[name, "  of which data quality + agreement"].append(
+                results.seconds["data_quality_and_agreement"]
+            )
+            tick = time.perf_counter()
+            render_html(build_summary(results), build_figures(results))
+            rows[name, "summary + figures + HTML"].append(time.perf_counter() - tick)
+            rows[name, "total"].append(
+                rows[name, "fit_reference"][-1]
+                + rows[name, "compute_drift"][-1]
+                + rows[name, "summary + figures + HTML"][-1]
+            )
+            sizes[name] = fitted.info["baseline"]
+    for name, info in sizes.items():
+        print(f"{name}: features baseline {info['features']['n_rows']:,} rows "
+              f"({info['features']['complete_chunks']} weeks), performance baseline "
+              f"{info['performance']['n_rows']:,} rows ({info['performance']['complete_chunks']} "
+              "weeks)")  # fmt: skip
+    print(f"\nAnalysis {len(log):,} rows, {len(schema.features)} features; {_cpu_name()}, "
+          f"{repeats} repeats, interleaved\n")  # fmt: skip
+    names = list(params)
+    print("| step | " + " | ".join(f"{n}: median s | {n}: max s" for n in names) + " |")
+    print("|---|" + "---:|---:|" * len(names))
+    for step in dict.fromkeys(step for _, step in rows):
+        cells = [
+            f"{statistics.median(rows[n, step]):.2f} | {max(rows[n, step]):.2f}" for n in names
+        ]
+        print(f"| {step} | " + " | ".join(cells) + " |")
     return 0
 
 
@@ -507,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         history, _ = sim.simulate_history(
             HISTORY_ROWS, seed, HISTORY_START, HISTORY_DAYS, LABEL_DELAY_DAYS
         )
-        models, reference = fit_models(history, schema, seed, params)
+        models, windows = fit_models(history, schema, seed)
+        reference = scored_baseline(models, windows, schema, params)
         model_times.append(time.perf_counter() - tick)
         fitted = fit_reference(reference, schema, models.thresholds["champion"], params)
         fit_times.append(fitted.fit_seconds)
