@@ -68,8 +68,8 @@ logger = logging.getLogger(__name__)
 
 DECISIONS = ("retrain", "no_retrain", "insufficient_data")
 _CONCEPT_DRIFT = (
-    "Concept drift (the relation between the features and {target} changes while the features "
-    "do not) is invisible to feature drift (PSI, NannyML univariate and multivariate) and to "
+    "Concept drift (the relation between the features and the target {target} changes while the "
+    "features do not) is invisible to feature drift (PSI, NannyML univariate and multivariate) and to "
     "CBPE, which assumes the relation still holds. Only realised performance sees it, once "
     "labels arrive."
 )
