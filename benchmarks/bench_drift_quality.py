@@ -6,20 +6,29 @@ Usage::
     .venv/bin/python benchmarks/bench_drift_quality.py --seeds 10  # docs/drift_quality.md (12 min)
     .venv/bin/python benchmarks/bench_drift_quality.py --quick     # 2 seeds, one magnitude
     .venv/bin/python benchmarks/bench_drift_quality.py --timing    # default parameters, timed
+                                       # beside smaller baselines
+    .venv/bin/python benchmarks/bench_drift_quality.py --scenarios covariate_shift \
+        --features-baseline reference --performance-baseline reference --chunk-size 5000
+                                       # another baseline (drift.baseline) or chunking
 
 Per seed (``--seeds-none`` seeds for ``none``, the first ``--seeds`` of them for the drift
 scenarios): the simulator's history (50,000 rows over 365 days) is split by time like the
 data-engineering pipeline (train 60% < test 20% < reference 20% = 10,000 rows); a champion
 (HistGradientBoosting, 200 iterations) and a challenger (shallower HistGradientBoosting) are
-fitted on train, each with the F1-optimal threshold on test, and the drift reference is fitted
-once (``fit_reference``, default ``drift`` parameters plus every NannyML univariate method).
-Fixed models per seed make CBPE and realised performance real numbers.
+fitted on train, each with the F1-optimal threshold on test; the drift baseline is selected
+from the three windows as the pipeline does (``drift_baseline.select_baseline``, default
+``drift.baseline``: features on all history, performance on the out-of-sample test + reference
+windows, or ``--features-baseline`` / ``--performance-baseline``), and fitted once
+(``fit_reference``, default ``drift`` parameters plus every NannyML univariate method, or only
+the default ones with ``--default-methods``). Fixed models per seed make CBPE and realised
+performance real numbers.
 
 Per scenario x magnitude x seed: 20,000 production rows over 90 days, drift from the middle
 (onset 0.5 = 2025-02-14, inside the week 2025-02-10/16), scored by both models, 80% of rows
 scored by the challenger (the rest shed / failed / sampled out), labels joined as the drift
 pipeline would see them at the end of the window (30-day label delay: labels for events before
-2025-03-01 only), then ``compute_drift`` with weekly chunks (13 chunks).
+2025-03-01 only), then ``compute_drift`` with weekly chunks (13 chunks; ``--chunk-size N``:
+chunks of N rows instead).
 
 Measured per method (a row of the tables):
 
@@ -67,6 +76,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
 from shadowdrift import simulation as sim  # noqa: E402
+from shadowdrift.drift_baseline import select_baseline  # noqa: E402
 from shadowdrift.drift_monitor import DriftResults, compute_drift, fit_reference  # noqa: E402
 from shadowdrift.drift_params import DriftParams  # noqa: E402
 from shadowdrift.drift_report import build_figures, build_summary, render_html  # noqa: E402
@@ -140,11 +150,14 @@ def _best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(grid[np.argmax([f1_score(y, p >= t) for t in grid])])
 
 
-def fit_models(history: pd.DataFrame, schema: DataSchema, seed: int) -> tuple[Models, pd.DataFrame]:
-    """Champion and challenger on train (60%), thresholds on test (20%); returns the reference."""
+def fit_models(
+    history: pd.DataFrame, schema: DataSchema, seed: int
+) -> tuple[Models, dict[str, pd.DataFrame]]:
+    """Champion and challenger on train (60%), thresholds on test (20%); and the three windows."""
     n = len(history)
     train, test = history.iloc[: int(0.6 * n)], history.iloc[int(0.6 * n) : int(0.8 * n)]
     reference = history.iloc[int(0.8 * n) :].reset_index(drop=True)
+    windows = {"train": train, "test": test, "reference": reference}
     mask = [False] * len(schema.numeric) + [True] * len(schema.categorical)
     champion = HistGradientBoostingClassifier(
         max_iter=200, learning_rate=0.1, categorical_features=mask, early_stopping=False,
@@ -159,8 +172,18 @@ def fit_models(history: pd.DataFrame, schema: DataSchema, seed: int) -> tuple[Mo
         name: _best_f1_threshold(y_test, model.predict_proba(x_test)[:, 1])
         for name, model in (("champion", champion), ("challenger", challenger))
     }
-    models = Models(schema, champion, challenger, thresholds)
-    return models, models.score(reference)
+    return Models(schema, champion, challenger, thresholds), windows
+
+
+def scored_baseline(
+    models: Models, windows: dict[str, pd.DataFrame], schema: DataSchema, params: DriftParams
+) -> pd.DataFrame:
+    """The drift baseline (``params.baseline``) from the windows, as the pipeline selects it.
+
+    Every row is scored; fit_reference reads the scores of the performance rows only.
+    """
+    baseline, _ = select_baseline(windows, schema, params.baseline)
+    return models.score(baseline)
 
 
 def production_log(
@@ -275,7 +298,10 @@ def evaluate(results: DriftResults, manifest: sim.DriftManifest, seed: int) -> R
     chunks = results.chunks
     onset = pd.Timestamp(manifest.onset_time)
     order = chunks["chunk"].tolist()
-    onset_pos = int(((chunks["start"] <= onset) & (chunks["end"] > onset)).to_numpy().argmax())
+    # The chunk holding the onset: the last one starting at or before it (period or size chunks).
+    onset_pos = max(
+        int(np.searchsorted(chunks["start"].to_numpy(), onset.to_datetime64(), "right")) - 1, 0
+    )
     drifted = {*manifest.drifted_features, *manifest.derived_features_affected, ANY}
     if manifest.scenario == "none":
         drifted = set()
@@ -367,46 +393,101 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+TIMED_BASELINES = {
+    "default": {},
+    "out_of_sample": {"features": "out_of_sample", "performance": "out_of_sample"},
+    "reference window": {"features": "reference", "performance": "reference"},
+}
+
+
 def time_default_parameters(schema: DataSchema, repeats: int = 3) -> int:
-    """The drift pipeline's own work at the demo sizes, default ``drift`` parameters."""
+    """The drift pipeline's own work at the demo sizes, default ``drift`` parameters, beside
+    smaller baselines (``TIMED_BASELINES``; interleaved, ``repeats`` times each)."""
     history, _ = sim.simulate_history(
         HISTORY_ROWS, 0, HISTORY_START, HISTORY_DAYS, LABEL_DELAY_DAYS
     )
-    models, reference = fit_models(history, schema, 0)
+    params = {name: DriftParams.from_params({"baseline": b}) for name, b in TIMED_BASELINES.items()}
+    models, windows = fit_models(history, schema, 0)
+    baselines = {name: scored_baseline(models, windows, schema, p) for name, p in params.items()}
     log, _ = production_log(models, history, 0, "covariate_shift", 0.5)
-    rows: dict[str, list[float]] = defaultdict(list)
+    rows: dict[tuple[str, str], list[float]] = defaultdict(list)
+    sizes = {}
     for _ in range(repeats):
-        tick = time.perf_counter()
-        fitted = fit_reference(reference, schema, models.thresholds["champion"], DriftParams())
-        rows["fit_reference"].append(time.perf_counter() - tick)
-        tick = time.perf_counter()
-        results = compute_drift(log, fitted)
-        rows["compute_drift"].append(time.perf_counter() - tick)
-        rows["  of which NannyML"].append(results.seconds["nannyml"])
-        rows["  of which PSI"].append(results.seconds["psi"])
-        rows["  of which data quality + agreement"].append(
-            results.seconds["data_quality_and_agreement"]
-        )
-        tick = time.perf_counter()
-        render_html(build_summary(results), build_figures(results))
-        rows["summary + figures + HTML"].append(time.perf_counter() - tick)
-        rows["total"].append(
-            rows["fit_reference"][-1]
-            + rows["compute_drift"][-1]
-            + rows["summary + figures + HTML"][-1]
-        )
-    print(f"Default drift parameters, reference {len(reference):,} rows, analysis {len(log):,} rows, "
-          f"{len(schema.features)} features; {_cpu_name()}, {repeats} repeats\n")  # fmt: skip
-    print("| step | median s | max s |\n|---|---:|---:|")
-    for name, values in rows.items():
-        print(f"| {name} | {statistics.median(values):.2f} | {max(values):.2f} |")
+        for name, drift in params.items():
+            tick = time.perf_counter()
+            fitted = fit_reference(baselines[name], schema, models.thresholds["champion"], drift)
+            rows[name, "fit_reference"].append(time.perf_counter() - tick)
+            tick = time.perf_counter()
+            results = compute_drift(log, fitted)
+            rows[name, "compute_drift"].append(time.perf_counter() - tick)
+            rows[name, "  of which NannyML"].append(results.seconds["nannyml"])
+            rows[name, "  of which PSI"].append(results.seconds["psi"])
+            rows[name, "  of which data quality + agreement"].append(
+                results.seconds["data_quality_and_agreement"]
+            )
+            tick = time.perf_counter()
+            render_html(build_summary(results), build_figures(results))
+            rows[name, "summary + figures + HTML"].append(time.perf_counter() - tick)
+            rows[name, "total"].append(
+                rows[name, "fit_reference"][-1]
+                + rows[name, "compute_drift"][-1]
+                + rows[name, "summary + figures + HTML"][-1]
+            )
+            sizes[name] = fitted.info["baseline"]
+    for name, info in sizes.items():
+        print(f"{name}: features baseline {info['features']['n_rows']:,} rows "
+              f"({info['features']['complete_chunks']} weeks), performance baseline "
+              f"{info['performance']['n_rows']:,} rows ({info['performance']['complete_chunks']} "
+              "weeks)")  # fmt: skip
+    print(f"\nAnalysis {len(log):,} rows, {len(schema.features)} features; {_cpu_name()}, "
+          f"{repeats} repeats, interleaved\n")  # fmt: skip
+    names = list(params)
+    print("| step | " + " | ".join(f"{n}: median s | {n}: max s" for n in names) + " |")
+    print("|---|" + "---:|---:|" * len(names))
+    for step in dict.fromkeys(step for _, step in rows):
+        cells = [
+            f"{statistics.median(rows[n, step]):.2f} | {max(rows[n, step]):.2f}" for n in names
+        ]
+        print(f"| {step} | " + " | ".join(cells) + " |")
     return 0
+
+
+def _params(args: argparse.Namespace) -> dict:
+    """The ``drift`` parameters of the grid: defaults, plus what the options change."""
+    params: dict = {} if args.default_methods else {"nannyml": dict(ALL_METHODS)}
+    baseline = {
+        key: value
+        for key, value in (
+            ("features", args.features_baseline),
+            ("performance", args.performance_baseline),
+            ("min_chunks", args.min_chunks),
+        )
+        if value is not None
+    }
+    if baseline:
+        params["baseline"] = baseline
+    if args.chunk_size:
+        params["chunking"] = {
+            "by": "size", "size": args.chunk_size, "min_rows": min(500, args.chunk_size)
+        }  # fmt: skip
+    return params
+
+
+def _baseline_line(fitted_info: dict) -> str:
+    parts = []
+    for role in ("features", "performance"):
+        info = fitted_info["baseline"][role]
+        parts.append(
+            f"{role} baseline {info['source']} ({info['n_rows']:,} rows, "
+            f"{info['complete_chunks']} complete chunks)"
+        )
+    return "; ".join(parts)
 
 
 # --- main ----------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     # 10 seeds took 12 min on the shared 2-core machine (docs/drift_quality.md); 8 keep the
     # default grid near 10 min.
@@ -419,7 +500,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only time the default drift parameters end to end (3 repeats), no grid",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument("--features-baseline", help="drift.baseline.features (default: default)")
+    parser.add_argument(
+        "--performance-baseline", help="drift.baseline.performance (default: default)"
+    )
+    parser.add_argument("--min-chunks", type=int, help="drift.baseline.min_chunks")
+    parser.add_argument("--chunk-size", type=int, help="chunks of this many rows, not weeks")
+    parser.add_argument(
+        "--default-methods",
+        action="store_true",
+        help="only the default NannyML univariate methods (faster), not all eight",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     if args.quick:
         args.seeds, args.seeds_none = 2, 2
     logging.basicConfig(level=logging.WARNING)
@@ -429,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     schema = load_schema()
     if args.timing:
         return time_default_parameters(schema)
-    params = DriftParams.from_params({"nannyml": ALL_METHODS})
+    params = DriftParams.from_params(_params(args))
     grid = {s: MAGNITUDES[s][1:2] if args.quick else MAGNITUDES[s] for s in args.scenarios}
 
     started = time.perf_counter()
@@ -440,10 +536,12 @@ def main(argv: list[str] | None = None) -> int:
         history, _ = sim.simulate_history(
             HISTORY_ROWS, seed, HISTORY_START, HISTORY_DAYS, LABEL_DELAY_DAYS
         )
-        models, reference = fit_models(history, schema, seed)
+        models, windows = fit_models(history, schema, seed)
+        reference = scored_baseline(models, windows, schema, params)
         model_times.append(time.perf_counter() - tick)
         fitted = fit_reference(reference, schema, models.thresholds["champion"], params)
         fit_times.append(fitted.fit_seconds)
+        baseline_line = _baseline_line(fitted.info)
         jobs: list[tuple[str, float]] = [("none", 0.0)]
         if seed < args.seeds:
             jobs += [(s, m) for s, mags in grid.items() for m in mags]
@@ -472,17 +570,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"Machine: {_cpu_name()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, one thread per pool.\n")  # fmt: skip
-    print("## Timings (default sizes: reference 10,000 rows, analysis 20,000 rows, 17 features)\n")
+    print(f"Baselines (last seed): {baseline_line}; chunks: {params.chunking.describe()}.\n")
+    print("## Timings (default sizes: analysis 20,000 rows, 17 features)\n")
     print("| step | median s | max s |\n|---|---:|---:|")
     for name, values in (
         ("fit champion + challenger (benchmark only)", model_times),
-        ("fit_reference (PSI bins, NannyML fits; all 8 univariate methods)", fit_times),
+        ("fit_reference (PSI bins, NannyML fits)", fit_times),
         ("compute_drift on 20,000 rows (PSI, data quality, NannyML, decision)", analysis_times),
         ("summary + figures + HTML report", report_times),
     ):
         if values:
             print(f"| {name} | {statistics.median(values):.2f} | {max(values):.2f} |")
-    print("\n## none: false alarms over 13 weekly chunks\n")
+    print(f"\n## none: false alarms over chunks of {params.chunking.describe()}\n")
     print(none_table(outcomes))
     for scenario in grid:
         print(f"\n## {scenario} (magnitude in {UNITS[scenario]})\n")

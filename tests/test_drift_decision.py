@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shadowdrift.drift_decision import CONCEPT_DRIFT_CAVEAT, RULES, DriftEvidence, decide
+from shadowdrift.drift_decision import (
+    RULES,
+    BaselineSize,
+    DriftEvidence,
+    concept_drift_caveat,
+    decide,
+)
 from shadowdrift.drift_params import DriftParams, RuleParams
 
 CHUNKS = [f"c{i}" for i in range(6)]
@@ -104,6 +110,7 @@ def test_psi_below_the_alert_does_not_fire():
         "rule": "psi",
         "enabled": True,
         "fired": False,
+        "not_acted_on": 0,
         "parameters": {"enabled": True, "consecutive_chunks": 1, "alert": 0.25},
         "chunks_judged": 6,
         "subjects": 1,
@@ -261,6 +268,45 @@ def test_univariate_rule_is_off_by_default():
     ]
 
 
+def test_spread_based_alerts_on_a_small_baseline_are_reported_but_not_acted_on():
+    mv = {"metric": "reconstruction_error", "method": "pca_reconstruction"}
+    flags = [False, False, True, True, True, False]
+    uni = pd.concat(
+        [
+            _alerts(flags, feature="a", method="kolmogorov_smirnov"),
+            _alerts(flags, feature="b", method="chi2"),
+        ]
+    )
+    rules = _rules(univariate={"enabled": True, "methods": ["kolmogorov_smirnov", "chi2"]})
+    small = BaselineSize(features=3, performance=10, min_chunks=6)
+    evidence = DriftEvidence(
+        _chunks(), multivariate=_alerts(flags, **mv), univariate=uni, baseline=small
+    )
+    decision = _decide(evidence, rules)
+    # chi2 alerts on a p-value, not on the baseline's spread: it still acts
+    assert decision["decision"] == "retrain"
+    assert [(r["rule"], r["method"]) for r in decision["reasons"]] == [("univariate", "chi2")]
+    held = {(r["rule"], r["method"]) for r in decision["reasons_not_acted_on"]}
+    assert held == {("multivariate", "pca_reconstruction"), ("univariate", "kolmogorov_smirnov")}
+    assert all(
+        "3 complete chunk(s), fewer than" in r["why"] for r in decision["reasons_not_acted_on"]
+    )
+    multivariate = next(r for r in decision["evaluated_rules"] if r["rule"] == "multivariate")
+    assert (multivariate["fired"], multivariate["not_acted_on"]) == (False, 1)
+    assert "drift.baseline.min_chunks=6" in multivariate["note"]
+    assert any("features baseline has 3 complete" in c for c in decision["caveats"])
+    # without chi2 nothing acts, and the summary says what was held back
+    only_spread = DriftEvidence(_chunks(), multivariate=_alerts(flags, **mv), baseline=small)
+    decision = _decide(only_spread)
+    assert decision["decision"] == "no_retrain"
+    assert "multivariate fired but was not acted on" in decision["summary"]
+    # a big enough baseline: the same alerts act
+    enough = DriftEvidence(
+        _chunks(), multivariate=_alerts(flags, **mv), baseline=BaselineSize(6, 2, 6)
+    )
+    assert _fired(_decide(enough)) == ["multivariate"]
+
+
 # --- data quality --------------------------------------------------------------------------------
 
 
@@ -352,10 +398,13 @@ def test_too_few_complete_chunks_is_insufficient_data_even_if_a_rule_would_fire(
     assert _decide(evidence, _rules(min_complete_chunks=1))["decision"] == "retrain"
 
 
-def test_the_concept_drift_caveat_is_always_there():
+def test_the_concept_drift_caveat_is_always_there_and_names_the_target():
     for evidence in (
-        DriftEvidence(_chunks(())),
-        DriftEvidence(_chunks(), psi=_psi({"a": [0.0] * 6})),
+        DriftEvidence(_chunks(()), target="work_home_actual"),
+        DriftEvidence(_chunks(), psi=_psi({"a": [0.0] * 6}), target="work_home_actual"),
     ):
-        assert CONCEPT_DRIFT_CAVEAT in _decide(evidence)["caveats"]
-    assert "realised performance" in CONCEPT_DRIFT_CAVEAT.lower()
+        caveats = _decide(evidence)["caveats"]
+        assert concept_drift_caveat("work_home_actual") in caveats
+        assert "work_home_actual" in caveats[0]
+        assert "churn" not in " ".join(caveats).lower()
+    assert "realised performance" in concept_drift_caveat("y").lower()

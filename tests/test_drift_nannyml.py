@@ -105,7 +105,7 @@ def test_reference_thresholds_leave_out_incomplete_chunks(weekly):
     with chunker.fitting():
         fitting_chunks = chunker.split(ref[["event_time", "age"]])
     all_chunks = chunker.split(ref[["event_time", "age"]])
-    table = fitted.reference_chunks
+    table = fitted.baseline_chunks["features"]
     assert len(all_chunks) == len(table)
     assert [c.key for c in fitting_chunks] == table.loc[table["complete"], "chunk"].tolist()
     assert [len(c) for c in all_chunks] == table["n_rows"].tolist()
@@ -141,7 +141,7 @@ def test_bad_references_fail_clearly():
             params.nannyml,
             params.chunking,
         )
-    with pytest.raises(NannyMLDriftError, match=r"min_rows=5000"):
+    with pytest.raises(NannyMLDriftError, match=r"features baseline.*min_rows=5000"):
         fit_nannyml(ref, schema(), params.nannyml, ChunkingParams(min_rows=5000))
     with pytest.raises(NannyMLDriftError, match="'champion_probability'"):
         fit_nannyml(

@@ -12,7 +12,7 @@ import re
 import pandas as pd
 import pytest
 
-from shadowdrift.drift_decision import CONCEPT_DRIFT_CAVEAT
+from shadowdrift.drift_decision import concept_drift_caveat
 from shadowdrift.drift_monitor import DriftResults, compute_drift, fit_reference
 from shadowdrift.drift_params import DriftParams
 from shadowdrift.drift_report import build_figures, build_summary, render_html, write_html_report
@@ -109,13 +109,13 @@ def test_concept_drift_is_caught_by_realised_performance_once_labels_arrive(run,
     assert (reason["rule"], reason["metric"], reason["method"]) == (
         "realised_performance", "roc_auc", "realised"
     )  # fmt: skip
-    assert CONCEPT_DRIFT_CAVEAT in results.decision["caveats"]
+    assert concept_drift_caveat("churned") in results.decision["caveats"]
 
 
 def test_concept_drift_without_labels_is_invisible_and_the_report_says_why(run):
     results = run("concept_drift", labels_as_of=None)
     assert results.decision["decision"] == "no_retrain"
-    assert CONCEPT_DRIFT_CAVEAT in results.decision["caveats"]
+    assert concept_drift_caveat("churned") in results.decision["caveats"]
     assert any("not judged yet" in c for c in results.decision["caveats"])
 
 
@@ -167,7 +167,7 @@ def test_summary_is_json_and_the_html_report_is_self_contained(run, tmp_path):
     assert "Plotly.newPlot" in html and "plotly.js" in html.lower()  # the library is inlined
     assert "Decision: retrain" in html
     assert "digital_wallet" in html
-    assert CONCEPT_DRIFT_CAVEAT.split(" (")[0] in html
+    assert concept_drift_caveat("churned").split(" (")[0] in html
     assert render_html(summary, figures).count("<!DOCTYPE html>") == 1
 
 

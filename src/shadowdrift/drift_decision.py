@@ -7,8 +7,9 @@
       "summary": "one line for people",
       "reasons": [{"rule", "feature", "metric", "model", "method", "chunks", "detected_at",
                    "value", "threshold", "message"}, ...],   # one per rule x subject that fired
-      "evaluated_rules": [{"rule", "enabled", "fired", "parameters", "chunks_judged",
-                           "subjects", "note"}, ...],        # every rule, fired or not
+      "reasons_not_acted_on": [{..., "why"}, ...],           # fired, but on a too small baseline
+      "evaluated_rules": [{"rule", "enabled", "fired", "not_acted_on", "parameters",
+                           "chunks_judged", "subjects", "note"}, ...],  # every rule
       "caveats": ["..."],                                    # what the rules cannot see
       "chunks": {"total", "complete", "incomplete": [...], "min_complete_chunks"},
     }
@@ -35,9 +36,17 @@ Fewer complete chunks than ``min_complete_chunks`` (including no analysis rows a
 ``insufficient_data``: not an error and not an alarm; rules that would have fired are still
 listed in ``evaluated_rules``.
 
-Known limitation, always in ``caveats``: concept drift (the relation between features and churn
-changes, the features do not) is invisible to feature drift and to CBPE, which assumes that
-relation holds; only realised performance sees it, once labels arrive.
+Rules whose threshold is the spread of the baseline (NannyML's mean +- 3 standard deviations
+of the features baseline's chunks: ``multivariate``, and ``univariate`` with any method but
+``chi2``, which alerts on a p-value) do not trigger a retrain when the features baseline has
+fewer complete chunks than ``drift.baseline.min_chunks`` (``DriftEvidence.baseline``): with two
+or three chunks the standard deviation is itself a guess, thresholds come out tight and
+undrifted features alert. Such findings are listed in ``reasons_not_acted_on`` with the reason.
+
+Known limitation, always in ``caveats``: concept drift (the relation between the features and
+the target changes, the features do not) is invisible to feature drift and to CBPE, which
+assumes that relation holds; only realised performance sees it, once labels arrive. The
+caveats name the target from the schema (``DriftEvidence.target``).
 
 Plain pandas; does not import Kedro or NannyML.
 """
@@ -58,12 +67,23 @@ from shadowdrift.drift_params import RuleParams
 logger = logging.getLogger(__name__)
 
 DECISIONS = ("retrain", "no_retrain", "insufficient_data")
-CONCEPT_DRIFT_CAVEAT = (
-    "Concept drift (the relation between the features and churn changes while the features "
-    "do not) is invisible to feature drift (PSI, NannyML univariate and multivariate) and to "
+_CONCEPT_DRIFT = (
+    "Concept drift (the relation between the features and the target {target} changes while the "
+    "features do not) is invisible to feature drift (PSI, NannyML univariate and multivariate) and to "
     "CBPE, which assumes the relation still holds. Only realised performance sees it, once "
     "labels arrive."
 )
+# Rules whose alert threshold is the spread of the features baseline's chunks; chi2 alerts on
+# a p-value and does not depend on it.
+SPREAD_RULES = ("multivariate", "univariate")
+_P_VALUE_METHODS = ("chi2",)
+
+
+def concept_drift_caveat(target: str) -> str:
+    """The concept-drift caveat, naming the target column."""
+    return _CONCEPT_DRIFT.format(target=target)
+
+
 _CHECK_COLUMNS = ("chunk", "subject", "method", "value", "threshold", "breach", "judged")
 
 
@@ -82,6 +102,8 @@ class DriftEvidence:
     * ``univariate`` / ``multivariate`` / ``estimated_performance`` / ``realised_performance``:
       the tables of ``nannyml_drift.NannyMLResults``.
     * ``reference_performance``: {model: {metric: realised value on the reference}}.
+    * ``baseline``: the baselines' complete chunks (``None``: not known, nothing held back).
+    * ``target``: the target column's name, for the caveats.
     """
 
     chunks: pd.DataFrame
@@ -93,6 +115,21 @@ class DriftEvidence:
     estimated_performance: pd.DataFrame = field(default_factory=_empty_frame)
     realised_performance: pd.DataFrame = field(default_factory=_empty_frame)
     reference_performance: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    baseline: BaselineSize | None = None
+    target: str = "the target"
+
+
+@dataclass(frozen=True)
+class BaselineSize:
+    """Complete chunks in the features and performance baselines, and the required minimum."""
+
+    features: int
+    performance: int
+    min_chunks: int
+
+    @property
+    def features_too_small(self) -> bool:
+        return self.features < self.min_chunks
 
 
 @dataclass
@@ -101,6 +138,7 @@ class _RuleOutcome:
     enabled: bool
     parameters: dict[str, Any]
     findings: list[dict[str, Any]] = field(default_factory=list)
+    held_back: list[dict[str, Any]] = field(default_factory=list)
     chunks_judged: int = 0
     judged: list[str] = field(default_factory=list)
     subjects: int = 0
@@ -307,6 +345,12 @@ def _evaluate(
     outcome.chunks_judged = len(outcome.judged)
     outcome.subjects = int(judged[["subject", "method"]].drop_duplicates().shape[0])
     outcome.findings = _find(checks, complete, rule.consecutive_chunks)
+    if name in SPREAD_RULES and ev.baseline is not None and ev.baseline.features_too_small:
+        held = [f for f in outcome.findings if f["method"] not in _P_VALUE_METHODS]
+        outcome.findings = [f for f in outcome.findings if f["method"] in _P_VALUE_METHODS]
+        outcome.held_back = held
+        if held:
+            outcome.note = _held_back_note(ev.baseline)
     if name == "realised_performance":
         waiting = [c for c in complete if c not in judged_chunks]
         if waiting:
@@ -315,6 +359,14 @@ def _evaluate(
                 f"labelled rows and are not judged yet: {_chunk_range(waiting)}"
             )
     return outcome
+
+
+def _held_back_note(baseline: BaselineSize) -> str:
+    return (
+        f"fired but not acted on: the features baseline has {baseline.features} complete "
+        f"chunk(s), fewer than drift.baseline.min_chunks={baseline.min_chunks}, too few for "
+        "NannyML's thresholds (mean +- 3 standard deviations of the baseline chunks)"
+    )
 
 
 # --- reasons -------------------------------------------------------------------------------------
@@ -406,9 +458,18 @@ def decide(evidence: DriftEvidence, rules: RuleParams, psi_alert: float) -> dict
     )
     outcomes = [_evaluate(name, evidence, rules, psi_alert, complete) for name in RULES]
     reasons = [_reason(o, f, evidence) for o in outcomes for f in o.findings]
+    held_back = [{**_reason(o, f, evidence), "why": o.note} for o in outcomes for f in o.held_back]
     fired = [o.rule for o in outcomes if o.findings]
 
-    caveats = [CONCEPT_DRIFT_CAVEAT]
+    caveats = [concept_drift_caveat(evidence.target)]
+    if evidence.baseline is not None and evidence.baseline.features_too_small:
+        caveats.append(
+            f"The features baseline has {evidence.baseline.features} complete chunk(s), fewer "
+            f"than drift.baseline.min_chunks={evidence.baseline.min_chunks}: NannyML's "
+            "multivariate and univariate thresholds come from too few chunks, so their alerts "
+            "are reported but do not trigger a retrain. Use a longer baseline (drift.baseline) "
+            "or smaller chunks."
+        )
     realised = next(o for o in outcomes if o.rule == "realised_performance")
     waiting = [c for c in complete if c not in realised.judged]
     if realised.enabled and waiting:
@@ -437,16 +498,23 @@ def decide(evidence: DriftEvidence, rules: RuleParams, psi_alert: float) -> dict
     else:
         decision = "no_retrain"
         summary = f"no rule fired on {len(complete)} complete chunk(s)"
+        if held_back:
+            summary += (
+                f"; {', '.join(dict.fromkeys(r['rule'] for r in held_back))} fired but was not "
+                "acted on (features baseline below drift.baseline.min_chunks)"
+            )
     logger.info("Drift decision: %s (%s)", decision, summary)
     return {
         "decision": decision,
         "summary": summary,
         "reasons": reasons,
+        "reasons_not_acted_on": held_back,
         "evaluated_rules": [
             {
                 "rule": o.rule,
                 "enabled": o.enabled,
                 "fired": bool(o.findings),
+                "not_acted_on": len(o.held_back),
                 "parameters": o.parameters,
                 "chunks_judged": o.chunks_judged,
                 "subjects": o.subjects,

@@ -2,17 +2,22 @@
 
 Two steps, so that a reference fitted once serves many analysis windows (benchmarks, backfills):
 
-* ``fit_reference(reference, schema, threshold, params)``: PSI bins and counts, the reference's
-  missing rates and realised performance (champion, challenger), NannyML monitors.
+* ``fit_reference(reference, schema, threshold, params)``: PSI bins and counts, the baseline's
+  missing rates and realised performance (champion, challenger), NannyML monitors; the size of
+  each baseline and a warning where it has fewer complete chunks than
+  ``drift.baseline.min_chunks``.
 * ``compute_drift(analysis, fitted)``: chunks, PSI per chunk, data quality, NannyML results,
   champion/challenger agreement and the retraining decision, as ``DriftResults``.
 
 ``run_drift`` does both. Inputs:
 
-* ``reference``: the labelled reference window (``schema.timestamp``, features, target) with the
-  champion's and challenger's predictions on it (``champion_probability``, ``champion_label``,
-  ``challenger_probability``, ``challenger_label``). A missing ``champion_label`` is derived
-  from ``threshold``; the challenger columns are optional.
+* ``reference``: the baseline (``drift_baseline``). Either one labelled frame serving as both
+  baselines, or ``drift_baseline.select_baseline``'s frame, whose flag columns say which rows
+  are the features baseline and which the performance baseline. The performance rows carry the
+  target and the champion's and challenger's predictions (``champion_probability``,
+  ``champion_label``, ``challenger_probability``, ``challenger_label``); a missing
+  ``champion_label`` is derived from ``threshold``; the challenger columns are optional. The
+  features baseline needs ``schema.timestamp`` and the features only.
 * ``analysis``: prediction-log rows (``event_time``, features, champion and challenger outputs,
   ``challenger_status``) with the target joined where it has arrived (NaN elsewhere).
 * ``threshold``: the champion's decision threshold (reported; labels the reference if needed).
@@ -42,6 +47,7 @@ from shadowdrift.drift_agreement import (
     agreement_table,
     count_agreement,
 )
+from shadowdrift.drift_baseline import FOR_FEATURES, baseline_windows, split_baseline
 from shadowdrift.drift_chunks import (
     CHUNK_TABLE_COLUMNS,
     ChunkAssignment,
@@ -49,7 +55,7 @@ from shadowdrift.drift_chunks import (
     log_incomplete,
     normalise_timestamps,
 )
-from shadowdrift.drift_decision import DriftEvidence, decide
+from shadowdrift.drift_decision import BaselineSize, DriftEvidence, decide
 from shadowdrift.drift_params import DriftParams
 from shadowdrift.nannyml_drift import (
     MODELS,
@@ -62,7 +68,7 @@ from shadowdrift.nannyml_drift import (
     run_nannyml,
 )
 from shadowdrift.prediction_log import CHAMPION_LABEL, CHAMPION_PROBABILITY, EVENT_TIME
-from shadowdrift.psi import BinCounts, PSIBinning, PSIThresholds, psi_by_chunk
+from shadowdrift.psi import BinCounts, ChunkCounts, PSIBinning, PSIThresholds, psi_by_chunk
 from shadowdrift.schema import DataSchema
 
 logger = logging.getLogger(__name__)
@@ -74,19 +80,32 @@ class DriftInputError(ValueError):
     """The reference or analysis frame cannot be monitored; the message names the column."""
 
 
+@dataclass(frozen=True)
+class PSIReference:
+    """PSI bins learnt on one baseline, and that baseline's counts in them."""
+
+    binning: PSIBinning
+    counts: BinCounts
+
+
 @dataclass
 class FittedReference:
-    """Everything learnt from the reference window; reusable for many analysis windows."""
+    """Everything learnt from the baselines; reusable for many analysis windows.
+
+    ``psi`` holds the features' bins (learnt on the features baseline) and, when
+    ``drift.psi.monitor_predictions`` is on, the champion score's bins (learnt on the
+    performance baseline: in-sample scores would look like prediction drift).
+    """
 
     schema: DataSchema
     params: DriftParams
     threshold: float
-    binning: PSIBinning
-    reference_counts: BinCounts
+    psi: tuple[PSIReference, ...]
     reference_missing_rate: dict[str, float]
     reference_performance: dict[str, dict[str, float]]
     nannyml: FittedNannyML
     info: dict[str, Any]
+    baseline_size: BaselineSize | None = None
     fit_seconds: float = 0.0
 
 
@@ -171,16 +190,68 @@ def _with_champion_label(reference: pd.DataFrame, threshold: float) -> pd.DataFr
     return reference
 
 
-def _psi_features(schema: DataSchema, params: DriftParams) -> dict[str, str]:
-    kinds = dict.fromkeys(schema.numeric_features, "numeric")
-    kinds.update(dict.fromkeys(schema.categorical_features, "categorical"))
-    if params.psi.monitor_predictions:
-        kinds[CHAMPION_PROBABILITY] = "numeric"
-    return kinds
-
-
 def _span(times: pd.Series) -> dict[str, Any]:
     return {"n_rows": len(times), "start": str(times.min()), "end": str(times.max())}
+
+
+def _fit_psi(
+    features: pd.DataFrame, performance: pd.DataFrame, schema: DataSchema, params: DriftParams
+) -> tuple[PSIReference, ...]:
+    kinds = dict.fromkeys(schema.numeric_features, "numeric")
+    kinds.update(dict.fromkeys(schema.categorical_features, "categorical"))
+    parts = [(features, kinds)]
+    if params.psi.monitor_predictions:
+        parts.append((performance, {CHAMPION_PROBABILITY: "numeric"}))
+    out = []
+    for frame, part_kinds in parts:
+        binning = PSIBinning.fit(frame, part_kinds, n_bins=params.psi.n_bins)
+        out.append(PSIReference(binning, binning.count(frame)))
+    return tuple(out)
+
+
+_SMALL_BASELINE_CONSEQUENCE = {
+    "features": "the multivariate rule and the univariate rule (except chi2, which alerts on a "
+    "p-value) do not trigger a retrain; their alerts are still reported",
+    "performance": "CBPE's and realised performance's alerts in the report are not to be "
+    "trusted (the performance rules compare with the baseline's realised value instead)",
+}
+
+
+def _describe_baseline(
+    role: str,
+    source: str,
+    windows: list[str],
+    frame: pd.DataFrame,
+    chunks: pd.DataFrame | None,
+    schema: DataSchema,
+    params: DriftParams,
+) -> dict[str, Any]:
+    """Source, windows, span and chunks of one baseline; a warning (logged) if it is too small.
+
+    ``chunks`` is NannyML's chunk table of the baseline, ``None`` where no monitor needed it.
+    """
+    times = normalise_timestamps(frame[schema.timestamp], schema.timestamp)
+    if chunks is None:
+        chunks = assign_chunks(times, params.chunking, column=schema.timestamp).table
+    complete = int(chunks["complete"].sum())
+    info: dict[str, Any] = {
+        "source": source,
+        "windows": windows,
+        **_span(times),
+        "chunks": len(chunks),
+        "complete_chunks": complete,
+    }
+    minimum = params.baseline.min_chunks
+    if complete < minimum:
+        info["warning"] = (
+            f"The {role} baseline ({source}) has {complete} complete chunk(s) of "
+            f"{params.chunking.describe()}, fewer than drift.baseline.min_chunks={minimum}: "
+            "NannyML's thresholds (mean +- 3 standard deviations of the baseline chunks) come "
+            f"from too few chunks: {_SMALL_BASELINE_CONSEQUENCE[role]}. Use a longer baseline "
+            f"(drift.baseline.{role}) or smaller chunks (drift.chunking)."
+        )
+        logger.warning(info["warning"])
+    return info
 
 
 def fit_reference(
@@ -188,54 +259,105 @@ def fit_reference(
     schema: DataSchema,
     threshold: float,
     params: DriftParams | Mapping[str, Any] | None = None,
+    *,
+    feature_reference: pd.DataFrame | None = None,
 ) -> FittedReference:
-    """Learn everything the drift statistics need from the labelled reference window."""
+    """Learn everything the drift statistics need from the baselines.
+
+    ``reference`` is the performance baseline (labelled, scored), or ``select_baseline``'s
+    frame holding both baselines; ``feature_reference`` gives the features baseline
+    separately (default: from ``reference``).
+    """
     started = time.perf_counter()
     if not isinstance(params, DriftParams):
         params = DriftParams.from_params(params)
     if not 0.0 <= float(threshold) <= 1.0:
         raise DriftInputError(f"the champion's threshold must be in [0, 1], got {threshold!r}")
+    selected = FOR_FEATURES in reference.columns
+    windows = baseline_windows(reference)
+    if feature_reference is None:
+        feature_reference, reference = split_baseline(reference)
+    same = feature_reference is reference
     if len(reference) == 0:
-        raise DriftInputError("the reference has no rows")
-    missing = [c for c in [schema.timestamp, schema.target, *schema.features] if c not in reference]
+        raise DriftInputError("the reference (performance baseline) has no rows")
+    if len(feature_reference) == 0:
+        raise DriftInputError("the features baseline has no rows")
+    missing = [c for c in [schema.timestamp, schema.target] if c not in reference]
     if missing:
         raise DriftInputError(f"reference lacks column(s) {', '.join(map(repr, missing))}")
+    missing = [c for c in [schema.timestamp, *schema.features] if c not in feature_reference]
+    if missing:
+        raise DriftInputError(
+            f"the features baseline lacks column(s) {', '.join(map(repr, missing))}"
+        )
     if reference[schema.target].isna().any():
         raise DriftInputError(
-            f"reference: target column {schema.target!r} has missing labels; the reference "
-            "window must be fully labelled"
+            f"reference: target column {schema.target!r} has missing labels; the performance "
+            "baseline must be fully labelled"
         )
     reference = _with_champion_label(reference, float(threshold))
-    times = normalise_timestamps(reference[schema.timestamp], schema.timestamp)
-    binning = PSIBinning.fit(reference, _psi_features(schema, params), n_bins=params.psi.n_bins)
+    psi = _fit_psi(feature_reference, reference, schema, params)
     ref_quality = quality_table(
-        count_quality(reference, [REFERENCE_CHUNK] * len(reference), schema, what="reference"),
+        count_quality(
+            feature_reference, [REFERENCE_CHUNK] * len(feature_reference), schema, what="reference"
+        ),
         schema,
     )
     performance = reference_performance(reference, schema.target)
-    fitted_nannyml = fit_nannyml(reference, schema, params.nannyml, params.chunking)
+    fitted_nannyml = fit_nannyml(
+        reference,
+        schema,
+        params.nannyml,
+        params.chunking,
+        feature_reference=None if same else feature_reference,
+    )
+    baselines: dict[str, Any] = {"min_chunks": params.baseline.min_chunks}
+    for role, frame in (("features", feature_reference), ("performance", reference)):
+        source = getattr(params.baseline, role) if selected else "given"
+        baselines[role] = _describe_baseline(
+            role,
+            source,
+            windows[role],
+            frame,
+            fitted_nannyml.baseline_chunks.get(role),
+            schema,
+            params,
+        )
+    size = BaselineSize(
+        features=baselines["features"]["complete_chunks"],
+        performance=baselines["performance"]["complete_chunks"],
+        min_chunks=params.baseline.min_chunks,
+    )
     seconds = time.perf_counter() - started
+    perf_times = normalise_timestamps(reference[schema.timestamp], schema.timestamp)
     return FittedReference(
         schema=schema,
         params=params,
         threshold=float(threshold),
-        binning=binning,
-        reference_counts=binning.count(reference),
+        psi=psi,
         reference_missing_rate=dict(
             zip(ref_quality["feature"], ref_quality["missing_rate"].astype(float), strict=True)
         ),
         reference_performance=performance,
         nannyml=fitted_nannyml,
         info={
-            **_span(times),
-            "churn_rate": float(reference[schema.target].mean()),
+            **_span(perf_times),
+            "target": schema.target,
+            "target_rate": float(reference[schema.target].mean()),
             "performance": performance,
             "missing_rate": dict(
                 zip(ref_quality["feature"], ref_quality["missing_rate"], strict=True)
             ),
-            "chunks": len(fitted_nannyml.reference_chunks),
-            "complete_chunks": int(fitted_nannyml.reference_chunks["complete"].sum()),
+            "chunks": baselines["performance"]["chunks"],
+            "complete_chunks": baselines["performance"]["complete_chunks"],
+            "baseline": baselines,
+            "warnings": [
+                baselines[r]["warning"]
+                for r in ("features", "performance")
+                if "warning" in baselines[r]
+            ],
         },
+        baseline_size=size,
         fit_seconds=seconds,
     )
 
@@ -243,20 +365,34 @@ def fit_reference(
 # --- analysis ------------------------------------------------------------------------------------
 
 
+def psi_table(
+    fitted: FittedReference, counts: list[ChunkCounts], chunk_order: list[Any]
+) -> pd.DataFrame:
+    """PSI per chunk and feature from the analysis's counts in each of ``fitted.psi``'s bins.
+
+    Rows are chunk-major in ``chunk_order`` (each chunk's features, then the champion's score),
+    as one binning of all of them would give; shared by the pandas and Dask paths.
+    """
+    thresholds = PSIThresholds(fitted.params.psi.warn, fitted.params.psi.alert)
+    tables = [
+        psi_by_chunk(part.counts, chunk_counts, eps=fitted.params.psi.eps, thresholds=thresholds)
+        for part, chunk_counts in zip(fitted.psi, counts, strict=True)
+    ]
+    table = pd.concat(tables, ignore_index=True)
+    rank = pd.Index(chunk_order).get_indexer(table["chunk"])
+    table = table.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
+    table["alert"] = table["severity"] == "alert"
+    table["threshold"] = fitted.params.psi.alert
+    return table
+
+
 def _psi_table(
     fitted: FittedReference, analysis: pd.DataFrame, assignment: ChunkAssignment
 ) -> pd.DataFrame:
-    counts = fitted.binning.count_by_chunk(analysis, assignment.codes)
-    table = psi_by_chunk(
-        fitted.reference_counts,
-        counts,
-        eps=fitted.params.psi.eps,
-        thresholds=PSIThresholds(fitted.params.psi.warn, fitted.params.psi.alert),
-    )
+    counts = [part.binning.count_by_chunk(analysis, assignment.codes) for part in fitted.psi]
+    table = psi_table(fitted, counts, list(range(len(assignment.table))))
     labels = assignment.table["chunk"].to_numpy(dtype=object)
     table["chunk"] = labels[table["chunk"].to_numpy(dtype=np.int64)]
-    table["alert"] = table["severity"] == "alert"
-    table["threshold"] = fitted.params.psi.alert
     return table
 
 
@@ -311,6 +447,8 @@ def decide_from_tables(
         estimated_performance=nml.estimated_performance,
         realised_performance=nml.realised_performance,
         reference_performance=fitted.reference_performance,
+        baseline=fitted.baseline_size,
+        target=fitted.schema.target,
     )
     return decide(evidence, fitted.params.rules, fitted.params.psi.alert)
 
@@ -330,7 +468,12 @@ def compute_drift(
         )
         nml = _empty_results(fitted)
         empty = pd.DataFrame({"chunk": pd.Series(dtype=object)})
-        evidence = DriftEvidence(chunks=chunks, reference_performance=fitted.reference_performance)
+        evidence = DriftEvidence(
+            chunks=chunks,
+            reference_performance=fitted.reference_performance,
+            baseline=fitted.baseline_size,
+            target=schema.target,
+        )
         decision = decide(evidence, params.rules, params.psi.alert)
         return DriftResults(
             schema, params, fitted.threshold, chunks, empty, empty, empty, nml, decision, fitted.info,

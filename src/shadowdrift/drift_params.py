@@ -4,7 +4,17 @@ Every key is optional; a missing key takes the default shown. Unknown keys and b
 with ``DriftConfigError`` naming the key (``drift.rules.psi.consecutive_chunks``, ...)::
 
     drift:
-      analysis_start: after_reference  # judge logged records newer than the reference window; "all"
+      analysis_start: after_reference  # judge logged records newer than the labelled history; "all"
+      baseline:                 # what production is compared with (see ``drift_baseline``)
+        features: all_history   # PSI, NannyML univariate and multivariate, data quality:
+                                #   out_of_sample, reference, all_history, date_range, raw_reference
+        performance: out_of_sample  # CBPE and realised performance, prediction PSI: scores the
+                                #   models never trained on: out_of_sample, reference, date_range,
+                                #   raw_reference (never the training window)
+        start: null             # date_range: first instant of the baseline (ISO date or time)
+        end: null               # date_range: first instant after it (exclusive); null: open
+        min_chunks: 6           # fewer complete baseline chunks: warned, reported, and rules that
+                                #   use NannyML's baseline spread do not trigger a retrain
       chunking:
         by: period              # "period": calendar periods of event_time; "size": rows per chunk
         period: W               # by=period: pandas alias, D, W, W-MON, M, Q, or a fixed multiple
@@ -70,6 +80,7 @@ Plain Python; does not import Kedro.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -80,6 +91,8 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 CHUNK_BY = ("period", "size")
+FEATURE_BASELINES = ("out_of_sample", "reference", "all_history", "date_range", "raw_reference")
+PERFORMANCE_BASELINES = ("out_of_sample", "reference", "date_range", "raw_reference")
 CONTINUOUS_METHODS = ("kolmogorov_smirnov", "jensen_shannon", "wasserstein", "hellinger")
 CATEGORICAL_METHODS = ("chi2", "jensen_shannon", "l_infinity", "hellinger")
 ANALYSIS_STARTS = ("after_reference", "all")
@@ -196,6 +209,33 @@ def _period(value: Any, key: str) -> str:
     return value
 
 
+def _instant(value: Any, key: str) -> str | None:
+    """An ISO date or time (naive means UTC), kept as ISO text; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | dt.date | pd.Timestamp):
+        raise DriftConfigError(f"{key} must be an ISO date such as 2025-01-01, got {value!r}")
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise DriftConfigError(f"{key}: {value!r} is not a date or time ({exc})") from None
+    if pd.isna(stamp):
+        raise DriftConfigError(f"{key} must be an ISO date such as 2025-01-01, got {value!r}")
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.isoformat()
+
+
+def _performance_baseline(value: Any, key: str) -> str:
+    if value == "all_history":
+        raise DriftConfigError(
+            f"{key} cannot be all_history: estimated and realised performance need scores the "
+            "models never trained on, and all_history includes the training window; use "
+            f"one of {', '.join(PERFORMANCE_BASELINES)}"
+        )
+    return _choice(PERFORMANCE_BASELINES)(value, key)
+
+
 def _pca_components(value: Any, key: str) -> float | int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DriftConfigError(f"{key} must be a share in (0, 1) or a whole number, got {value!r}")
@@ -252,6 +292,52 @@ class ChunkingParams:
 
     def describe(self) -> str:
         return f"{self.period} periods" if self.by == "period" else f"{self.size} rows"
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    """What production is compared with; ``drift_baseline`` selects the rows.
+
+    Two baselines: ``features`` for everything that looks at the features only (PSI of the
+    features, NannyML univariate and multivariate drift, the data-quality reference shares), and
+    ``performance`` for everything that uses the models' scores (CBPE, realised performance and
+    its reference value, PSI of the champion's score), which must be scores the models never
+    trained on.
+    """
+
+    features: str = _spec("all_history", _choice(FEATURE_BASELINES))
+    performance: str = _spec("out_of_sample", _performance_baseline)
+    start: str | None = _spec(None, _instant)
+    end: str | None = _spec(None, _instant)
+    min_chunks: int = _spec(6, _int_at_least(1))
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):  # also when built directly, not from parameters
+            object.__setattr__(self, name, _instant(getattr(self, name), f"drift.baseline.{name}"))
+        uses_range = "date_range" in (self.features, self.performance)
+        if uses_range and self.start is None and self.end is None:
+            roles = [r for r in ("features", "performance") if getattr(self, r) == "date_range"]
+            raise DriftConfigError(
+                f"drift.baseline.{roles[0]} is date_range: set drift.baseline.start and/or "
+                "drift.baseline.end"
+            )
+        if not uses_range and (self.start is not None or self.end is not None):
+            raise DriftConfigError(
+                "drift.baseline.start/end are set but neither drift.baseline.features nor "
+                "drift.baseline.performance is date_range"
+            )
+        if self.start is not None and self.end is not None and self.start_time >= self.end_time:
+            raise DriftConfigError(
+                f"drift.baseline.start ({self.start}) must be before drift.baseline.end ({self.end})"
+            )
+
+    @property
+    def start_time(self) -> pd.Timestamp | None:
+        return None if self.start is None else pd.Timestamp(self.start)
+
+    @property
+    def end_time(self) -> pd.Timestamp | None:
+        return None if self.end is None else pd.Timestamp(self.end)
 
 
 @dataclass(frozen=True)
@@ -359,9 +445,11 @@ class RuleParams:
 class DriftParams:
     """The whole ``drift`` block. ``DriftParams()`` is the documented defaults."""
 
-    # Which logged records are analysed: those after the reference window (a model retrained on
-    # newer data does not re-judge the traffic it was trained on), or all of them.
+    # Which logged records are analysed: those after the labelled history (train, test and
+    # reference windows; a model retrained on newer data does not re-judge the traffic it was
+    # trained on), or all of them.
     analysis_start: str = _spec("after_reference", _choice(ANALYSIS_STARTS))
+    baseline: BaselineParams = field(default_factory=BaselineParams, metadata=_NESTED)
     chunking: ChunkingParams = field(default_factory=ChunkingParams, metadata=_NESTED)
     psi: PSIParams = field(default_factory=PSIParams, metadata=_NESTED)
     nannyml: NannyMLParams = field(default_factory=NannyMLParams, metadata=_NESTED)

@@ -1,7 +1,9 @@
 """The drift report: a JSON summary, plotly figures and a self-contained HTML page.
 
 * ``build_summary(results)``: the machine-readable summary (JSON-serialisable dict, NaN as
-  ``null``, timestamps as ISO text): the decision with its reasons and caveats, the chunks,
+  ``null``, timestamps as ISO text): first the ``warnings`` (a baseline with fewer complete
+  chunks than ``drift.baseline.min_chunks``) and both ``baseline`` descriptions, then the
+  decision with its reasons and caveats, the chunks,
   per feature / method / chunk drift values with thresholds and alerts (PSI and NannyML),
   multivariate drift, data quality, estimated and realised performance of champion and
   challenger beside the reference values, champion/challenger agreement, parameters and timings.
@@ -9,8 +11,8 @@
   lines, multivariate reconstruction error, estimated vs realised performance (champion and
   challenger), agreement over time, data quality.
 * ``render_html(summary, figures)``: one HTML page that works offline: plotly.js is inlined
-  once (no CDN), the decision and its reasons come first, then the concept-drift caveat,
-  summary tables and the figures. ``write_html_report(path, ...)`` writes it.
+  once (no CDN), baseline warnings come first, then the baselines, the decision and its
+  reasons, the caveats, summary tables and the figures. ``write_html_report(path, ...)`` writes it.
 
 Plain Python; does not import Kedro.
 """
@@ -134,6 +136,8 @@ def build_summary(
         "version": SUMMARY_VERSION,
         "title": title,
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "warnings": list(results.reference.get("warnings", [])),
+        "baseline": results.reference.get("baseline", {}),
         "decision": results.decision,
         "threshold": results.threshold,
         "reference": results.reference,
@@ -395,6 +399,7 @@ body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 
 .decision { color: white; padding: 0.6em 1em; border-radius: 6px; display: inline-block;
             font-size: 1.4em; font-weight: bold; }
 .caveat { background: #fff8e1; border-left: 5px solid #f9a825; padding: 0.6em 1em; }
+.warning { background: #ffebee; border-left: 5px solid #c62828; padding: 0.6em 1em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f0f0f0; } td.text, th.text { text-align: left; }
@@ -508,6 +513,14 @@ def _decision_html(decision: Mapping[str, Any]) -> str:
             for r in decision["reasons"]
         )
         parts.append(f"<h2>Reasons</h2><ul>{items}</ul>")
+    held_back = decision.get("reasons_not_acted_on") or []
+    if held_back:
+        items = "".join(
+            f"<li><b>{html.escape(r['rule'])}</b>: {html.escape(r['message'])} "
+            f"(<i>{html.escape(r['why'])}</i>)</li>"
+            for r in held_back
+        )
+        parts.append(f"<h2>Alerts not acted on</h2><ul>{items}</ul>")
     caveats = "".join(f"<p>{html.escape(c)}</p>" for c in decision["caveats"])
     parts.append(f'<div class="caveat"><b>Caveats</b>{caveats}</div>')
     rules = [
@@ -521,6 +534,51 @@ def _decision_html(decision: Mapping[str, Any]) -> str:
     parts.append(
         "<h2>Rules</h2>" + _table(["rule", "enabled", "fired", "chunks judged", "note"], rules)
     )
+    return "\n".join(parts)
+
+
+def _baseline_html(summary: Mapping[str, Any]) -> str:
+    """The baseline warnings (a box at the top) and what each baseline holds."""
+    parts = [
+        f'<div class="warning"><b>Baseline warning</b><p>{html.escape(w)}</p></div>'
+        for w in summary.get("warnings", [])
+    ]
+    baseline = summary.get("baseline") or {}
+    rows = []
+    for role, used_for in (
+        ("features", "PSI, NannyML univariate and multivariate, data quality"),
+        ("performance", "CBPE, realised performance, prediction PSI"),
+    ):
+        info = baseline.get(role)
+        if not info:
+            continue
+        small = info.get("complete_chunks", 0) < baseline.get("min_chunks", 0)
+        rows.append("".join([
+            _cell(role, text=True), _cell(used_for, text=True),
+            _cell(info.get("source"), text=True),
+            _cell(", ".join(info.get("windows") or []), text=True),
+            _cell(info.get("n_rows")), _cell(info.get("start"), text=True),
+            _cell(info.get("end"), text=True),
+            _cell(f"{info.get('complete_chunks')} of {info.get('chunks')}", alert=small),
+        ]))  # fmt: skip
+    if rows:
+        parts.append(
+            f"<p>Baselines (at least {baseline.get('min_chunks')} complete chunks needed for "
+            "NannyML's thresholds to count):</p>"
+            + _table(
+                [
+                    "baseline",
+                    "used for",
+                    "source",
+                    "windows",
+                    "rows",
+                    "start",
+                    "end",
+                    "complete chunks",
+                ],
+                rows,
+            )
+        )
     return "\n".join(parts)
 
 
@@ -558,8 +616,9 @@ def render_html(summary: Mapping[str, Any], figures: Mapping[str, go.Figure]) ->
 <style>{_STYLE}</style></head>
 <body>
 <h1>{title}</h1>
+{_baseline_html(summary)}
 <p>Generated {html.escape(str(summary.get("generated_at")))}.
-Reference: {ref.get("n_rows")} rows, {html.escape(str(ref.get("start")))} to {html.escape(str(ref.get("end")))}.
+Performance baseline: {ref.get("n_rows")} rows, {html.escape(str(ref.get("start")))} to {html.escape(str(ref.get("end")))}.
 Analysis: {ana.get("n_rows")} rows ({ana.get("n_labelled")} labelled), {html.escape(str(ana.get("start")))}
 to {html.escape(str(ana.get("end")))}; champion threshold {summary.get("threshold")}.</p>
 {_decision_html(summary["decision"])}

@@ -1,7 +1,6 @@
 """NannyML 0.13.1 drift and performance monitors, on our chunks, as tidy tables.
 
-Four monitors, fitted once on the labelled reference (``fit_nannyml``) and run on any analysis
-frame (``run_nannyml``):
+Four monitors, fitted once (``fit_nannyml``) and run on any analysis frame (``run_nannyml``):
 
 * univariate drift per feature (``UnivariateDriftCalculator``; methods from
   ``drift.nannyml.continuous_methods`` / ``categorical_methods``),
@@ -10,19 +9,27 @@ frame (``run_nannyml``):
   challenger (on the records the challenger scored),
 * realised performance (``PerformanceCalculator``) on the records whose label has arrived.
 
-The domain classifier is left out: it trains a model per chunk and takes minutes.
+The first two are fitted on the features baseline, the last two on the performance baseline
+(labelled rows with out-of-sample scores; ``drift_baseline``). The domain classifier is left
+out: it trains a model per chunk and takes minutes.
 
 Chunks: NannyML's own ``chunk_period`` does not match ours (``"7D"`` gives one chunk per *day*:
 pandas periods with a multiplied frequency start on every day), and its chunk keys cannot be
 joined to a filtered subset. So every monitor gets an ``AssignedChunker``: it reads the chunk
 that ``drift_chunks.assign_chunks`` gave each row from two helper columns, or, where NannyML
 hands it only a feature and the timestamps (univariate threshold fitting), recomputes the same
-assignment from the timestamps. Keys are our chunk labels, so every table joins on ``chunk``.
+assignment from the timestamps. Keys are our chunk labels, so every table joins on ``chunk``;
+for size chunks and calendar periods they are NannyML's own keys (``[0:4999]``, ``2025Q1``).
 
 Thresholds are NannyML's own: for every method and metric, mean +- 3 standard deviations of
-its values on the *reference chunks* (``chi2`` instead alerts at p < 0.05). Incomplete reference
+its values on the *baseline chunks* (``chi2`` instead alerts at p < 0.05). Incomplete baseline
 chunks (fewer than ``min_rows``) are left out of that calibration: a two-day stub of a week
-would widen every threshold. The reference therefore needs at least two complete chunks.
+would widen every threshold. A baseline therefore needs at least two complete chunks.
+
+With the same baseline rows and chunks the results equal a direct NannyML run
+(``tests/test_nannyml_agreement.py``, docs/drift_quality.md "Agreement with NannyML"): features
+reach NannyML typed by the schema (numeric float64, categorical ``object``, missing as NaN),
+rows of a chunk in time order, as NannyML's chunkers give them.
 
 Tidy output (``NannyMLResults``), one row per (chunk, feature or metric, method[, model]):
 ``value``, ``lower_threshold``, ``upper_threshold``, ``alert`` (and ``sampling_error``,
@@ -135,10 +142,17 @@ class AssignedChunker(Chunker):
                 data[self.timestamp_column], self.params, column=self.timestamp_column
             )
             codes, labels = assignment.codes, assignment.labels
-        order = np.argsort(codes, kind="stable")
+        times = data[self.timestamp_column] if self.timestamp_column in data.columns else None
+        if times is None:
+            order = np.argsort(codes, kind="stable")
+        else:
+            # Rows of a chunk in time order (ties as given), as NannyML's own chunkers sort
+            # them: sums over a chunk then add up in the same order.
+            rank = np.empty(len(codes), dtype=np.int64)
+            rank[np.argsort(times.to_numpy(), kind="stable")] = np.arange(len(codes))
+            order = np.lexsort((rank, codes))
         uniques, starts = np.unique(codes[order], return_index=True)
         ends = np.append(starts[1:], len(order))
-        times = data[self.timestamp_column] if self.timestamp_column in data.columns else None
         chunks = []
         for start, end in zip(starts, ends, strict=True):
             rows = order[start:end]
@@ -192,7 +206,8 @@ class FittedNannyML:
     multivariate: DataReconstructionDriftCalculator | None = None
     estimators: dict[str, CBPE] = field(default_factory=dict)
     calculators: dict[str, PerformanceCalculator] = field(default_factory=dict)
-    reference_chunks: pd.DataFrame | None = None
+    # {"features" | "performance": chunk table of that baseline}, for the monitors that ran.
+    baseline_chunks: dict[str, pd.DataFrame] = field(default_factory=dict)
     fit_seconds: float = 0.0
 
 
@@ -203,11 +218,31 @@ def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
 
 
 def _with_chunks(
-    frame: pd.DataFrame, columns: list[str], timestamp_column: str, assignment: ChunkAssignment
+    frame: pd.DataFrame,
+    columns: list[str],
+    timestamp_column: str,
+    assignment: ChunkAssignment,
+    schema: DataSchema,
 ) -> pd.DataFrame:
-    """A working copy with normalised timestamps and the chunk helper columns."""
+    """A working copy with normalised timestamps and features, and the chunk helper columns.
+
+    Features are passed as NannyML reads them from a plain pandas table: numeric features as
+    float64 with NaN for missing (a nullable ``Int64`` column is neither numeric nor categorical
+    to NannyML's multivariate calculator, which then leaves it out of imputation), categorical
+    features as ``object`` with NaN for missing. The prediction log stores a missing category
+    as ``None``, which scikit-learn's ``SimpleImputer(missing_values=np.nan)`` inside the
+    multivariate calculator does not treat as missing; and NannyML's multivariate calculator
+    decides categorical vs continuous by dtype, so integer-coded categories must be ``object``.
+    """
     out = frame[columns].reset_index(drop=True).copy()
     out[timestamp_column] = normalise_timestamps(out[timestamp_column], timestamp_column)
+    for name in schema.numeric_features:
+        if name in out.columns:
+            out[name] = out[name].astype("float64")
+    for name in schema.categorical_features:
+        if name in out.columns:
+            values = out[name].astype(object)
+            out[name] = values.where(values.notna(), np.nan)
     out[CHUNK_INDEX] = assignment.codes
     out[CHUNK_LABEL] = assignment.labels
     return out
@@ -240,6 +275,23 @@ def _reference_models(reference: pd.DataFrame, params: NannyMLParams) -> list[st
     return models
 
 
+def _baseline_chunks(
+    frame: pd.DataFrame, ts: str, chunking: ChunkingParams, role: str
+) -> ChunkAssignment:
+    """The baseline's chunks; NannyML's thresholds need at least two complete ones."""
+    assignment = assign_chunks(frame[ts], chunking, column=ts)
+    n_complete = int(assignment.table["complete"].sum())
+    if n_complete < _MIN_REFERENCE_CHUNKS:
+        raise NannyMLDriftError(
+            f"the {role} baseline (drift.baseline.{role}): only {n_complete} chunk(s) of "
+            f"{chunking.describe()} have at least drift.chunking.min_rows={chunking.min_rows} "
+            "rows; NannyML sets its thresholds from the spread over baseline chunks and needs "
+            f"at least {_MIN_REFERENCE_CHUNKS} (drift.baseline.min_chunks recommends more). Use "
+            "smaller chunks, a lower min_rows or a longer baseline"
+        )
+    return assignment
+
+
 def fit_nannyml(
     reference: pd.DataFrame,
     schema: DataSchema,
@@ -247,49 +299,62 @@ def fit_nannyml(
     chunking: ChunkingParams,
     *,
     timestamp_column: str | None = None,
+    feature_reference: pd.DataFrame | None = None,
 ) -> FittedNannyML:
-    """Fit every enabled monitor on the labelled reference (features, target, predictions).
+    """Fit every enabled monitor on its baseline.
 
-    ``timestamp_column`` defaults to ``schema.timestamp``.
+    ``reference`` is the performance baseline: labelled rows with the models' scores, on which
+    CBPE calibrates and realised performance sets its thresholds. ``feature_reference`` is the
+    features baseline of univariate and multivariate drift (features and timestamps only);
+    by default ``reference`` serves as both. ``timestamp_column`` defaults to
+    ``schema.timestamp``.
     """
     started = time.perf_counter()
     ts = timestamp_column or schema.timestamp
-    _require(reference, [ts, *schema.features, schema.target, *MODELS["champion"]], "reference")
+    features_baseline = reference if feature_reference is None else feature_reference
+    _require(reference, [ts, schema.target, *MODELS["champion"]], "reference")
+    _require(features_baseline, [ts, *schema.features], "the features baseline")
     if reference[schema.target].isna().any():
         raise NannyMLDriftError(
             f"reference: target column {schema.target!r} has "
             f"{int(reference[schema.target].isna().sum())} missing label(s); the reference must "
             "be fully labelled to calibrate CBPE"
         )
-    assignment = assign_chunks(reference[ts], chunking, column=ts)
-    n_complete = int(assignment.table["complete"].sum())
-    if n_complete < _MIN_REFERENCE_CHUNKS:
-        raise NannyMLDriftError(
-            f"reference: only {n_complete} chunk(s) of {chunking.describe()} have at least "
-            f"drift.chunking.min_rows={chunking.min_rows} rows; NannyML sets its thresholds from "
-            f"the spread over reference chunks and needs at least {_MIN_REFERENCE_CHUNKS}. Use "
-            "smaller chunks, a lower min_rows or a longer reference window"
+    feature_monitors = bool(
+        params.continuous_methods or params.categorical_methods or params.multivariate
+    )
+    chunks: dict[str, ChunkAssignment] = {}
+    if feature_monitors:
+        chunks["features"] = _baseline_chunks(features_baseline, ts, chunking, "features")
+    if params.performance_metrics:
+        chunks["performance"] = (
+            chunks["features"]
+            if feature_reference is None and "features" in chunks
+            else _baseline_chunks(reference, ts, chunking, "performance")
         )
     models = _reference_models(reference, params)
-    columns = [ts, *schema.features, schema.target]
-    for model in models:
-        columns += list(MODELS[model])
-    frame = _with_chunks(reference, columns, ts, assignment)
-
     chunker = AssignedChunker(chunking, ts)
     fitted = FittedNannyML(schema, params, chunking, ts, chunker)
-    fitted.reference_chunks = assignment.table
+    fitted.baseline_chunks = {role: a.table for role, a in chunks.items()}
     with chunker.fitting(), _quiet_nannyml("fit"):
-        if params.continuous_methods or params.categorical_methods:
-            fitted.univariate = _fit_univariate(frame, schema, params, chunker, ts)
-        if params.multivariate:
-            fitted.multivariate = DataReconstructionDriftCalculator(
-                column_names=schema.features,
-                timestamp_column_name=ts,
-                n_components=params.pca_components,
-                chunker=chunker,
-            ).fit(frame)
-        if params.performance_metrics:
+        if "features" in chunks:
+            frame = _with_chunks(
+                features_baseline, [ts, *schema.features], ts, chunks["features"], schema
+            )
+            if params.continuous_methods or params.categorical_methods:
+                fitted.univariate = _fit_univariate(frame, schema, params, chunker, ts)
+            if params.multivariate:
+                fitted.multivariate = DataReconstructionDriftCalculator(
+                    column_names=schema.features,
+                    timestamp_column_name=ts,
+                    n_components=params.pca_components,
+                    chunker=chunker,
+                ).fit(frame)
+        if "performance" in chunks:
+            columns = [ts, schema.target]
+            for model in models:
+                columns += list(MODELS[model])
+            frame = _with_chunks(reference, columns, ts, chunks["performance"], schema)
             for model in models:
                 scored = _model_frame(frame, model, "reference")
                 fitted.estimators[model] = _performance(CBPE, model, schema, params, chunker, ts)
@@ -299,10 +364,13 @@ def fit_nannyml(
                 ).fit(scored)
     fitted.fit_seconds = time.perf_counter() - started
     logger.info(
-        "Fitted NannyML monitors on %d reference rows (%d complete chunks) in %.1f s",
-        len(frame),
-        n_complete,
+        "Fitted NannyML monitors in %.1f s on %s",
         fitted.fit_seconds,
+        "; ".join(
+            f"the {role} baseline ({len(table)} chunks, {int(table['complete'].sum())} complete)"
+            for role, table in fitted.baseline_chunks.items()
+        )
+        or "no baseline (every monitor is off)",
     )
     return fitted
 
@@ -391,12 +459,10 @@ def _number(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
 
 
-def _univariate_table(fitted: FittedNannyML, frame: pd.DataFrame) -> pd.DataFrame:
-    calc = fitted.univariate
-    if calc is None:
-        return _empty(UNIVARIATE_COLUMNS)
-    result = calc.calculate(frame).filter(period="analysis").to_df()
-    keys = result[("chunk", "chunk", "key")].to_numpy(dtype=object)
+def univariate_table(calc: UnivariateDriftCalculator, result: Any) -> pd.DataFrame:
+    """NannyML's univariate result (analysis period) as a tidy ``UNIVARIATE_COLUMNS`` table."""
+    df = result.filter(period="analysis").to_df()
+    keys = df[("chunk", "chunk", "key")].astype(str).to_numpy(dtype=object)
     parts = []
     for feature, methods in (
         (calc.continuous_column_names, calc.continuous_method_names),
@@ -404,76 +470,77 @@ def _univariate_table(fitted: FittedNannyML, frame: pd.DataFrame) -> pd.DataFram
     ):
         for name in feature:
             for method in methods:
-                block = result[(name, method)]
+                block = df[(name, method)]
                 parts.append(
                     pd.DataFrame(
                         {
                             "chunk": keys,
                             "feature": name,
                             "method": method,
-                            "value": _number(block["value"]),
-                            "lower_threshold": _number(block["lower_threshold"]),
-                            "upper_threshold": _number(block["upper_threshold"]),
-                            "alert": _alert(block["alert"]),
+                            **_value_columns(block, sampling_error=False),
                         }
                     )
                 )
     return pd.concat(parts, ignore_index=True) if parts else _empty(UNIVARIATE_COLUMNS)
 
 
-def _multivariate_table(fitted: FittedNannyML, frame: pd.DataFrame) -> pd.DataFrame:
-    calc = fitted.multivariate
-    if calc is None:
-        return _empty(MULTIVARIATE_COLUMNS)
-    result = calc.calculate(frame).filter(period="analysis").to_df()
-    block = result["reconstruction_error"]
+def multivariate_table(result: Any) -> pd.DataFrame:
+    """NannyML's reconstruction-error result (analysis period) as ``MULTIVARIATE_COLUMNS``."""
+    df = result.filter(period="analysis").to_df()
     return pd.DataFrame(
         {
-            "chunk": result[("chunk", "key")].to_numpy(dtype=object),
+            "chunk": df[("chunk", "key")].astype(str).to_numpy(dtype=object),
             "metric": "reconstruction_error",
             "method": "pca_reconstruction",
-            "value": _number(block["value"]),
-            "sampling_error": _number(block["sampling_error"]),
-            "lower_threshold": _number(block["lower_threshold"]),
-            "upper_threshold": _number(block["upper_threshold"]),
-            "alert": _alert(block["alert"]),
+            **_value_columns(df["reconstruction_error"], sampling_error=True),
         }
-    )
+    )[list(MULTIVARIATE_COLUMNS)]
 
 
-def _performance_table(
-    result: Any, model: str, method: str, metrics: tuple[str, ...], n_rows: pd.Series
+def performance_table(
+    result: Any,
+    model: str,
+    method: str,
+    metrics: tuple[str, ...],
+    n_rows: pd.Series | None = None,
 ) -> pd.DataFrame:
+    """A CBPE or PerformanceCalculator result (analysis period) as ``PERFORMANCE_COLUMNS``;
+    ``n_rows``: rows per chunk label (without it the column is left out)."""
     df = result.filter(period="analysis").to_df()
-    keys = df[("chunk", "key")].to_numpy(dtype=object)
+    keys = df[("chunk", "key")].astype(str).to_numpy(dtype=object)
     parts = []
     for metric in metrics:
-        block = df[metric]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "chunk": keys,
-                    "model": model,
-                    "metric": metric,
-                    "method": method,
-                    "value": _number(block["value"]),
-                    "sampling_error": _number(block["sampling_error"]),
-                    "lower_threshold": _number(block["lower_threshold"]),
-                    "upper_threshold": _number(block["upper_threshold"]),
-                    "alert": _alert(block["alert"]),
-                    "n_rows": n_rows.reindex(keys).fillna(0).to_numpy(dtype=np.int64),
-                }
-            )
+        part = pd.DataFrame(
+            {
+                "chunk": keys,
+                "model": model,
+                "metric": metric,
+                "method": method,
+                **_value_columns(df[metric], sampling_error=True),
+            }
         )
+        if n_rows is not None:
+            part["n_rows"] = n_rows.reindex(keys).fillna(0).to_numpy(dtype=np.int64)
+        parts.append(part)
     return pd.concat(parts, ignore_index=True)
 
 
-def _labelled_for_auc(frame: pd.DataFrame, target: str) -> pd.DataFrame:
-    """Labelled rows of chunks whose labels hold both classes (ROC AUC needs both)."""
+def _value_columns(block: pd.DataFrame, *, sampling_error: bool) -> dict[str, np.ndarray]:
+    columns = {"value": _number(block["value"])}
+    if sampling_error:
+        columns["sampling_error"] = _number(block["sampling_error"])
+    columns["lower_threshold"] = _number(block["lower_threshold"])
+    columns["upper_threshold"] = _number(block["upper_threshold"])
+    columns["alert"] = _alert(block["alert"])
+    return columns
+
+
+def _labelled(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Labelled rows, the target as integers. A chunk whose labels hold one class stays: NannyML
+    reports NaN for it (no ROC AUC, precision or recall from one class), as a direct run does."""
     labelled = frame.loc[frame[target].notna()].copy()
     labelled[target] = labelled[target].astype(np.int64)
-    classes = labelled.groupby(CHUNK_INDEX)[target].nunique()
-    return labelled.loc[labelled[CHUNK_INDEX].isin(classes.index[classes == 2])]
+    return labelled
 
 
 def _run_performance(
@@ -496,16 +563,16 @@ def _run_performance(
         n_scored = scored.groupby(CHUNK_LABEL).size()
         # Without the target column CBPE does not try (and warn about) realised values.
         result = estimator.estimate(scored.drop(columns=[target], errors="ignore"))
-        estimated.append(_performance_table(result, model, "cbpe", metrics, n_scored))
+        estimated.append(performance_table(result, model, "cbpe", metrics, n_scored))
         if target not in scored.columns:
             continue
-        labelled = _labelled_for_auc(scored, target)
+        labelled = _labelled(scored, target)
         if labelled.empty:
             logger.info("No labelled analysis rows for the %s yet: no realised performance", model)
             continue
         n_labelled = labelled.groupby(CHUNK_LABEL).size()
         result = fitted.calculators[model].calculate(labelled)
-        realised.append(_performance_table(result, model, "realised", metrics, n_labelled))
+        realised.append(performance_table(result, model, "realised", metrics, n_labelled))
     return (
         pd.concat(estimated, ignore_index=True) if estimated else _empty(PERFORMANCE_COLUMNS),
         pd.concat(realised, ignore_index=True) if realised else _empty(PERFORMANCE_COLUMNS),
@@ -539,7 +606,7 @@ def run_nannyml(
     if "challenger" in fitted.estimators:
         optional += [c for c in MODELS["challenger"] if c in analysis.columns]
     columns = [ts, *schema.features, *MODELS["champion"], *optional]
-    frame = _with_chunks(analysis, list(dict.fromkeys(columns)), ts, assignment)
+    frame = _with_chunks(analysis, list(dict.fromkeys(columns)), ts, assignment, schema)
     # The calculators were fitted with the reference's timestamp column name.
     frame = frame.rename(columns={ts: fitted.timestamp_column})
     if CHALLENGER_STATUS in frame.columns and CHALLENGER_PROBABILITY in frame.columns:
@@ -547,8 +614,16 @@ def run_nannyml(
         frame.loc[frame[CHALLENGER_STATUS] != "ok", CHALLENGER_PROBABILITY] = np.nan
 
     with _quiet_nannyml("calculate"):
-        univariate = _univariate_table(fitted, frame)
-        multivariate = _multivariate_table(fitted, frame)
+        univariate = (
+            _empty(UNIVARIATE_COLUMNS)
+            if fitted.univariate is None
+            else univariate_table(fitted.univariate, fitted.univariate.calculate(frame))
+        )
+        multivariate = (
+            _empty(MULTIVARIATE_COLUMNS)
+            if fitted.multivariate is None
+            else multivariate_table(fitted.multivariate.calculate(frame))
+        )
         estimated, realised = _run_performance(fitted, frame)
     seconds = time.perf_counter() - started
     logger.info("Ran NannyML monitors on %d analysis rows in %.1f s", len(frame), seconds)

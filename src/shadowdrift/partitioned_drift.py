@@ -1,7 +1,7 @@
 """Drift monitoring of a Dask DataFrame: the same tables and decision as ``drift_monitor``.
 
-The reference is small and stays in memory: ``drift_monitor.fit_reference`` fits PSI bins,
-reference counts and the NannyML monitors on it exactly as the pandas path does. The analysis
+The baselines (``drift.baseline``) stay in memory: ``drift_monitor.fit_reference`` fits PSI
+bins, baseline counts and the NannyML monitors on them exactly as the pandas path does. The analysis
 (the prediction log with ground truth) stays partitioned:
 
 * **Chunks.** Period chunks are a function of each row's time, so every partition labels its
@@ -47,6 +47,7 @@ from shadowdrift.drift_monitor import (
     FittedReference,
     compute_drift,
     decide_from_tables,
+    psi_table,
 )
 from shadowdrift.drift_params import ChunkingParams
 from shadowdrift.frames import (
@@ -73,7 +74,7 @@ from shadowdrift.prediction_log import (
     RECORD_INDEX,
     REQUEST_ID,
 )
-from shadowdrift.psi import ChunkCounts, PSIThresholds, psi_by_chunk
+from shadowdrift.psi import ChunkCounts
 from shadowdrift.schema import DataSchema
 from shadowdrift.value_types import label_numbers
 
@@ -168,7 +169,7 @@ class _Counts:
     """What one partition contributes: per-chunk counts, keyed by chunk label."""
 
     chunks: pd.DataFrame  # chunk, sort_key, start, end, n_rows, n_labelled
-    psi: ChunkCounts | None = None
+    psi: list[ChunkCounts] | None = None  # one per fitted.psi part
     quality: QualityCounts | None = None
     agreement: pd.DataFrame | None = None
     first_time: Any = None
@@ -252,7 +253,7 @@ def _partition_counts(
         info["n_labelled"] = 0
     return _Counts(
         chunks=info,
-        psi=fitted.binning.count_by_chunk(part, rows),
+        psi=[reference.binning.count_by_chunk(part, rows) for reference in fitted.psi],
         quality=count_quality(part, rows, fitted.schema),
         agreement=count_agreement(part, rows) if chunking.agreement else None,
         first_time=times.min(),
@@ -296,16 +297,11 @@ def _in_order(counts: ChunkCounts, order: Sequence[str]) -> ChunkCounts:
     )
 
 
-def _psi_table(fitted: FittedReference, counts: ChunkCounts, order: list[str]) -> pd.DataFrame:
-    table = psi_by_chunk(
-        fitted.reference_counts,
-        _in_order(counts, order),
-        eps=fitted.params.psi.eps,
-        thresholds=PSIThresholds(fitted.params.psi.warn, fitted.params.psi.alert),
-    )
+def _psi_table(
+    fitted: FittedReference, counts: list[ChunkCounts], order: list[str]
+) -> pd.DataFrame:
+    table = psi_table(fitted, [_in_order(c, order) for c in counts], order)
     table["chunk"] = table["chunk"].to_numpy(dtype=object)
-    table["alert"] = table["severity"] == "alert"
-    table["threshold"] = fitted.params.psi.alert
     return table
 
 
@@ -466,8 +462,10 @@ def compute_drift_partitioned(
     log_incomplete(
         ChunkAssignment(np.zeros(0, dtype=np.int64), chunks), params.chunking, "analysis"
     )
-    psi_counts = sum((c.psi for c in counted[1:]), counted[0].psi)
-    psi_table = _psi_table(fitted, psi_counts, chunk_order)
+    psi_counts = [
+        sum((c.psi[i] for c in counted[1:]), counted[0].psi[i]) for i in range(len(fitted.psi))
+    ]
+    psi = _psi_table(fitted, psi_counts, chunk_order)
     quality = quality_table(merge_quality(c.quality for c in counted), schema, chunk_order)
     if chunking.agreement:
         agreement = agreement_table(merge_agreement(c.agreement for c in counted), chunk_order)
@@ -479,7 +477,7 @@ def compute_drift_partitioned(
         agreement = pd.DataFrame({"chunk": pd.Series(dtype=object)})
     nml = _nannyml_results(nannyml_parts, fitted.nannyml, chunk_order)
 
-    decision = decide_from_tables(fitted, chunks, psi_table, quality, nml)
+    decision = decide_from_tables(fitted, chunks, psi, quality, nml)
     seconds["analysis_total"] = time.perf_counter() - started
     n_rows = int(chunks["n_rows"].sum())
     info = {
@@ -499,6 +497,6 @@ def compute_drift_partitioned(
         info["complete_chunks"],
     )
     return DriftResults(
-        schema, params, fitted.threshold, chunks, psi_table, quality, agreement, nml, decision,
+        schema, params, fitted.threshold, chunks, psi, quality, agreement, nml, decision,
         fitted.info, info, seconds,
     )  # fmt: skip

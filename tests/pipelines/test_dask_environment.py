@@ -280,18 +280,27 @@ def test_partitioned_validation_coerces_as_pandas_does():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "chunking",
+    ("chunking", "features_baseline_rows"),
     [
-        {"by": "period", "period": "W", "min_rows": 200},
-        {"by": "size", "size": 700, "min_rows": 400},
+        ({"by": "period", "period": "W", "min_rows": 200}, None),
+        ({"by": "size", "size": 700, "min_rows": 400}, None),
+        # a features baseline of its own (drift.baseline.features): 30,000 history rows
+        ({"by": "period", "period": "W", "min_rows": 200}, 30_000),
     ],
 )
-def test_partitioned_drift_equals_the_single_process_run(chunking):
+def test_partitioned_drift_equals_the_single_process_run(chunking, features_baseline_rows):
     scenario = support.scenario("covariate_shift", n_production=4000, labels_as_of="2025-03-01")
     analysis = scenario.analysis.sort_values("event_time", kind="stable").reset_index(drop=True)
     analysis["record_index"] = np.arange(len(analysis))
+    features_baseline = (
+        None if features_baseline_rows is None else support.history().iloc[-features_baseline_rows:]
+    )
     fitted = fit_reference(
-        scenario.reference, support.schema(), support.THRESHOLD, {"chunking": chunking}
+        scenario.reference,
+        support.schema(),
+        support.THRESHOLD,
+        {"chunking": chunking},
+        feature_reference=features_baseline,
     )
     expected = compute_drift(analysis, fitted)
     shuffled = analysis.sample(frac=1.0, random_state=1)  # partitions in no particular order

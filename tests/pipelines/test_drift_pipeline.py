@@ -55,3 +55,30 @@ def test_covariate_shift_calls_for_retraining_naming_the_feature(monitored_proje
     ]
     summary = load_dataset(monitored_project, "reporting_drift_summary")
     assert "monthly_charges" in str(summary)
+    # the default baseline: features on all labelled history, performance out of sample
+    baseline = summary["baseline"]
+    assert baseline["features"]["source"] == "all_history"
+    assert baseline["features"]["windows"] == ["train", "test", "reference"]
+    assert baseline["performance"]["source"] == "out_of_sample"
+    assert baseline["performance"]["windows"] == ["test", "reference"]
+    assert baseline["features"]["n_rows"] == PARAMS["simulation"]["n_events"]
+    assert summary["warnings"] == []
+
+
+def test_a_raw_reference_file_becomes_the_baseline(monitored_project):
+    # A labelled file the models never trained on, dropped where the catalog's raw_reference
+    # points: here the reference window itself.
+    reference = load_dataset(monitored_project, "model_input_reference")
+    reference.to_parquet(monitored_project / "data/01_raw/reference.parquet")
+    baseline = {"baseline": {"features": "raw_reference", "performance": "raw_reference"}}
+    run_kedro_cli(
+        monitored_project,
+        "--pipeline",
+        "drift",
+        params={**PARAMS, "drift": {**PARAMS["drift"], **baseline}},
+    )
+    summary = load_dataset(monitored_project, "reporting_drift_summary")
+    for role in ("features", "performance"):
+        assert summary["baseline"][role]["source"] == "raw_reference"
+        assert summary["baseline"][role]["windows"] == ["raw_reference"]
+        assert summary["baseline"][role]["n_rows"] == len(reference)

@@ -2,7 +2,8 @@
 
 The prediction log and ``raw_production`` may be Dask DataFrames (``kedro run --env dask``,
 docs/scale_out.md): the analysis then stays partitioned (``shadowdrift.partitioned_drift``)
-while the reference window and everything fitted on it stay in memory.
+while the baseline (``shadowdrift.drift_baseline``; the train and test windows are computed
+from Dask when it uses them) and everything fitted on it stay in memory.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from mlflow import MlflowClient
 
 from shadowdrift import registry
 from shadowdrift.churn_model import LABEL, PROBABILITY
+from shadowdrift.drift_baseline import FOR_PERFORMANCE, select_baseline, windows_needed
 from shadowdrift.drift_monitor import fit_reference, records_after, reference_end, run_drift
 from shadowdrift.drift_params import DriftParams
 from shadowdrift.drift_report import build_figures, build_summary, render_html, to_jsonable
@@ -33,15 +36,50 @@ logger = logging.getLogger(__name__)
 FIGURES = ("psi_heatmap", "performance", "agreement", "data_quality")
 
 
-def score_reference_window(
+def select_drift_baseline(
+    model_input_train: Any,
+    model_input_test: Any,
     model_input_reference: pd.DataFrame,
+    raw_reference: pd.DataFrame | None,
+    schema: dict[str, Any],
+    drift: dict[str, Any],
+) -> pd.DataFrame:
+    """The rows of the features and performance baselines (``drift.baseline``), flagged by role.
+
+    ``raw_reference`` is ``None`` when its file does not exist (``OptionalDataset``). Train and
+    test may be Dask frames (``--env dask``): only the windows the baseline uses are computed.
+    """
+    params = DriftParams.from_params(drift).baseline
+    given = {
+        "train": model_input_train,
+        "test": model_input_test,
+        "reference": model_input_reference,
+        "raw_reference": raw_reference,
+    }
+    windows = {}
+    for name in windows_needed(params):
+        frame = given[name]
+        windows[name] = frame.compute() if is_dask_frame(frame) else frame
+    rows, _ = select_baseline(windows, parse_schema(schema), params)
+    return rows
+
+
+def score_reference_window(
+    model_input_drift_baseline: pd.DataFrame,
     models_registry_aliases: dict[str, Any],
     model_registry: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The reference window scored by today's champion and challenger (NannyML calibrates on it)."""
+    """The performance baseline scored by today's champion and challenger (CBPE calibrates on
+    it); rows of the features baseline only are left unscored (their scores may be in-sample)."""
     client = MlflowClient()
     name = model_registry["name"]
-    scored = model_input_reference.copy()
+    baseline = model_input_drift_baseline
+    scored = baseline.copy()
+    rows = (
+        baseline[FOR_PERFORMANCE].astype(bool).to_numpy()
+        if FOR_PERFORMANCE in baseline.columns
+        else np.ones(len(baseline), dtype=bool)
+    )
     monitored: dict[str, Any] = {"registered_model_name": name}
     for role in (registry.CHAMPION, registry.CHALLENGER):
         model, version = registry.load_alias(client, name, role)
@@ -51,9 +89,14 @@ def score_reference_window(
                     f"no model has the alias {name}@{role}: run `kedro run --pipelines training,evaluation` first"
                 )
             continue
-        predictions = model.predict(None, model_input_reference)
-        scored[f"{role}_probability"] = predictions[PROBABILITY].to_numpy()
-        scored[f"{role}_label"] = predictions[LABEL].to_numpy()
+        predictions = model.predict(None, baseline.loc[rows])
+        probability = np.full(len(baseline), np.nan)
+        probability[rows] = predictions[PROBABILITY].to_numpy(dtype=np.float64)
+        label = pd.array(np.zeros(len(baseline), dtype=np.int64), dtype="Int64")
+        label[~rows] = pd.NA
+        label[rows] = predictions[LABEL].to_numpy(dtype=np.int64)
+        scored[f"{role}_probability"] = probability
+        scored[f"{role}_label"] = label
         monitored[role] = {
             "version": version,
             "threshold": model.threshold,
@@ -126,15 +169,20 @@ def monitor_drift(
     model_output_reference_predictions: pd.DataFrame,
     model_output_drift_analysis: pd.DataFrame,
     models_monitored: dict[str, Any],
+    model_input_reference: pd.DataFrame,
     schema: dict[str, Any],
     drift: dict[str, Any],
 ) -> tuple[
     dict[str, Any], dict[str, Any], str, dict[str, Any], go.Figure, go.Figure, go.Figure, go.Figure
 ]:
-    """PSI, NannyML, data quality, agreement, the decision, the report and MLflow metrics."""
+    """PSI, NannyML, data quality, agreement, the decision, the report and MLflow metrics.
+
+    ``model_output_reference_predictions`` is the scored baseline; ``model_input_reference``
+    (the newest window of the labelled history) says where the analysis starts.
+    """
     s = parse_schema(schema)
     model_output_drift_analysis = _analysis_window(
-        model_output_drift_analysis, model_output_reference_predictions, s.timestamp, drift
+        model_output_drift_analysis, model_input_reference, s.timestamp, drift
     )
     if is_dask_frame(model_output_drift_analysis):
         fitted = fit_reference(
@@ -170,7 +218,8 @@ def monitor_drift(
 def _analysis_window(
     analysis: Any, reference: pd.DataFrame, timestamp: str, drift: dict[str, Any]
 ) -> Any:
-    """The logged records drift judges: by default only those newer than the reference window."""
+    """The logged records drift judges: by default only those newer than the labelled history
+    (whose newest window is ``reference``), whatever the baseline."""
     if DriftParams.from_params(drift).analysis_start == "all":
         return analysis
     start = reference_end(reference, timestamp)
@@ -180,7 +229,7 @@ def _analysis_window(
     kept = records_after(analysis, start)
     if len(kept) < len(analysis):
         logger.info(
-            "%d of %d logged records are not newer than the reference window (ends %s) and are "
+            "%d of %d logged records are not newer than the labelled history (ends %s) and are "
             "not judged (drift.analysis_start: after_reference)",
             len(analysis) - len(kept),
             len(analysis),

@@ -1,15 +1,35 @@
 from kedro.pipeline import Pipeline, node
 
-from .nodes import FIGURES, attach_ground_truth, monitor_drift, score_reference_window
+from .nodes import (
+    FIGURES,
+    attach_ground_truth,
+    monitor_drift,
+    score_reference_window,
+    select_drift_baseline,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(
+                select_drift_baseline,
+                inputs=[
+                    "model_input_train",
+                    "model_input_test",
+                    "model_input_reference",
+                    "raw_reference",
+                    "params:schema",
+                    "params:drift",
+                ],
+                outputs="model_input_drift_baseline",
+                name="select_drift_baseline",
+                tags=["drift"],
+            ),
+            node(
                 score_reference_window,
                 inputs=[
-                    "model_input_reference",
+                    "model_input_drift_baseline",
                     "models_registry_aliases",
                     "params:model_registry",
                 ],
@@ -36,6 +56,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "model_output_reference_predictions",
                     "model_output_drift_analysis",
                     "models_monitored",
+                    "model_input_reference",
                     "params:schema",
                     "params:drift",
                 ],
