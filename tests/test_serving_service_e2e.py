@@ -69,12 +69,16 @@ def running_server(
     config_path: Path | None = None,
     packaged: tuple[Path, Path] | None = None,
     timeout: float = 120.0,
+    host: str | None = "127.0.0.1",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """``bentoml serve`` of the packaged project on a free loopback port, until it is ready.
 
     ``config_path`` (``SHADOWDRIFT_PROJECT_PATH``) is the directory whose ``conf/`` the service
     reads; by default the packaged project's. ``packaged`` is another (project, BENTOML_HOME)
-    to serve. Stopped (SIGTERM) on exit if still running.
+    to serve. ``host=None`` leaves out ``--host`` (the service's own default applies);
+    ``extra_env`` adds environment variables.
+    Stopped (SIGTERM) on exit if still running.
     """
     project, home = packaged or packaged_project()
     log_file = data_root / "serve.log"
@@ -91,11 +95,14 @@ def running_server(
         "SHADOWDRIFT_RELOAD_TOKEN": TOKEN,
         "BENTOML_DO_NOT_TRACK": "True",
         "DO_NOT_TRACK": "1",
+        **(extra_env or {}),
     }
+    env.pop("BENTOML_HOST", None)
     bentoml = str(Path(sys.executable).with_name("bentoml"))
+    host_args = ["--host", host] if host is not None else []
     with open(log_file, "wb") as out:
         process = subprocess.Popen(
-            [bentoml, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [bentoml, "serve", *host_args, "--port", str(port)],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=out,

@@ -239,7 +239,10 @@ def test_the_projects_serving_configuration_loads():
         ({"shadow": {"sample_rate": 2}}, "serving.shadow.sample_rate"),
         ({"shadow": {"mode": "fork"}}, "serving.shadow.mode"),
         ({"shadow": {"process_nice": 25}}, "serving.shadow.process_nice"),
-        ({"shadow": {"circuit_breaker": {"failures": 0}}}, "serving.shadow.circuit_breaker.failures"),
+        (
+            {"shadow": {"circuit_breaker": {"failures": 0}}},
+            "serving.shadow.circuit_breaker.failures",
+        ),
         ({"admission": {"max_in_flight": 0}}, "serving.admission.max_in_flight"),
         ({"rate_limit": {"key": "cookie"}}, "serving.rate_limit.key"),
         ({"rate_limit": {"requests_per_s": 0}}, "serving.rate_limit.requests_per_s"),

@@ -12,7 +12,7 @@ same ``predict_probability`` / ``labels``, one call at a time from the shadow th
 sends the validated arrays through a socket pair (pickled: about 0.1 ms per 1,000 records)
 and waits, without the GIL, for the probabilities. A call that takes longer than
 ``call_timeout_s`` stops the child (SIGKILL) and raises ``TimeoutError``; the next call starts
-a new one. The child exits when the worker closes its end or dies (``PR_SET_PDEATHSIG``).
+a new one. The child exits when the worker closes its end or dies.
 
 The child: ``python -m shadowdrift.serving.challenger_process FD``. It unpickles the model
 (cloudpickle, sent by the worker: no access to the model store needed), builds the same
@@ -40,8 +40,6 @@ from typing import Any
 import numpy as np
 
 logger = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
 
 
 class ChallengerUnavailable(RuntimeError):
@@ -112,16 +110,18 @@ class ChallengerProcess:
             conn = self._connection()
             try:
                 conn.send(("score", numeric, categorical))
-                if not conn.poll(self.call_timeout_s):
-                    self._stop(f"a call took longer than {self.call_timeout_s:g} s")
-                    raise TimeoutError(
-                        f"challenger call took longer than {self.call_timeout_s:g} s "
-                        "(serving.shadow.call_timeout_s); its process was stopped"
-                    )
-                kind, value = conn.recv()
+                answered = conn.poll(self.call_timeout_s)
+                if answered:
+                    kind, value = conn.recv()
             except (EOFError, OSError) as exc:
                 self._stop(f"the connection broke: {type(exc).__name__}")
                 raise ChallengerUnavailable(f"challenger process died: {self.last_exit}") from exc
+            if not answered:
+                self._stop(f"a call took longer than {self.call_timeout_s:g} s")
+                raise TimeoutError(
+                    f"challenger call took longer than {self.call_timeout_s:g} s "
+                    "(serving.shadow.call_timeout_s); its process was stopped"
+                )
         if kind == "ok":
             return value
         raise RuntimeError(value)
@@ -223,13 +223,20 @@ class ChallengerProcess:
 # -- the child ---------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when the worker that started it dies."""
-    with contextlib.suppress(Exception):
-        import ctypes  # noqa: PLC0415
+def _die_with_parent(interval_s: float = 1.0) -> None:
+    """Exit when the worker that started this process is gone, even in the middle of a call.
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    A thread polling the parent's pid rather than Linux's ``PR_SET_PDEATHSIG``, which fires
+    when the *thread* that started the child ends (the worker's model-loading thread).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _describe(scorer: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ own name, in the project's store format, so that a service configured with
 ``serving.models.challenger: <name>:latest`` serves it in shadow::
 
     from shadowdrift.serving.fault_injection import store_faulty_challenger
+
     store_faulty_challenger("shadowdrift-churn-challenger:latest", "gil", seconds=0.3)
     # serving.models.challenger: shadowdrift-churn-fault-gil:latest
 

@@ -151,6 +151,33 @@ def _dumps(body: t.Any) -> bytes:
     return orjson.dumps(body, default=str)
 
 
+MODEL_INFO_OPENAPI = {
+    "get": {
+        "tags": ["Service APIs"],
+        "summary": "What is loaded, shadow, log and admission state",
+        "description": "File paths and process ids only with Authorization: Bearer <reload token>.",
+        "operationId": "shadowdrift__model_info",
+        "parameters": [
+            {
+                "name": "Authorization",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "Models loaded",
+                "content": {JSON: {"schema": {"type": "object"}}},
+            },
+            "503": {
+                "description": "Still starting",
+                "content": {JSON: {"schema": {"type": "object"}}},
+            },
+        },
+    }
+}
+
 # This worker's admission state: the guard middleware (below) and /model_info share it.
 GUARD_STATE = GuardState(SETTINGS.admission.max_in_flight, SETTINGS.admission.retry_after_s)
 
@@ -491,18 +518,41 @@ def _model_info_json(core: ServingCore) -> t.Any:
     return orjson.loads(_dumps(core.model_info()))
 
 
-ChurnService.add_asgi_middleware(
-    RequestGuard,
-    state=GUARD_STATE,
-    max_body_bytes=SETTINGS.request.max_body_bytes,
-    rate_limit=(
-        TokenBuckets(
-            SETTINGS.rate_limit.requests_per_s,
-            SETTINGS.rate_limit.burst,
-            SETTINGS.rate_limit.max_clients,
+class _GuardedService(type(ChurnService)):  # type: ignore[misc]
+    """BentoML's service object, with ``RequestGuard`` in front of its whole ASGI app.
+
+    In front of BentoML's own middlewares too (``add_asgi_middleware`` puts a middleware
+    behind them): BentoML's timeout middleware runs each request in a task of its own, so only
+    from out here does the in-flight count see the requests queued in the worker, and a
+    refusal costs no tracing span, metrics update or task. ``__slots__ = ()`` keeps the layout
+    of BentoML's (slotted) class, so the object can change its class in place.
+    """
+
+    __slots__ = ()
+
+    @property
+    def openapi_spec(self) -> t.Any:
+        """BentoML's OpenAPI document with ``GET /model_info`` (a mounted route) added."""
+        from bentoml._internal.service.openapi.specification import PathItem
+        from bentoml._internal.utils.cattr import bentoml_cattr
+
+        spec = super().openapi_spec
+        spec.paths["/model_info"] = bentoml_cattr.structure(MODEL_INFO_OPENAPI, PathItem)
+        return spec
+
+    def to_asgi(self, is_main: bool = True) -> t.Any:
+        rate_limit = SETTINGS.rate_limit
+        return RequestGuard(
+            super().to_asgi(is_main),
+            state=GUARD_STATE,
+            max_body_bytes=SETTINGS.request.max_body_bytes,
+            rate_limit=(
+                TokenBuckets(rate_limit.requests_per_s, rate_limit.burst, rate_limit.max_clients)
+                if rate_limit.enabled
+                else None
+            ),
+            client_header=rate_limit.header,
         )
-        if SETTINGS.rate_limit.enabled
-        else None
-    ),
-    client_header=SETTINGS.rate_limit.header,
-)
+
+
+ChurnService.__class__ = _GuardedService
