@@ -944,7 +944,7 @@ def main(argv: list[str] | None = None) -> None:
         help="concurrency 8 vs 64, with and without admission control, instead",
     )
     parser.add_argument(
-        "--max-in-flight", type=int, default=16, help="serving.admission.max_in_flight (--overload)"
+        "--max-in-flight", type=int, default=8, help="serving.admission.max_in_flight (--overload)"
     )
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per scenario")
     parser.add_argument("--bentoml-home", default=None, help="model store to serve from")

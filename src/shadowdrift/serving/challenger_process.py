@@ -256,8 +256,6 @@ def serve(conn: Connection) -> None:
     from shadowdrift.serving.fast_path import FastScorer  # noqa: PLC0415
 
     _, payload, numeric_names, categorical_names, options, nice = pickle.loads(conn.recv_bytes())
-    with contextlib.suppress(OSError):
-        os.nice(nice)
     try:
         model = cloudpickle.loads(payload)
         scorer = FastScorer(model, numeric_names, categorical_names, **options)
@@ -265,6 +263,9 @@ def serve(conn: Connection) -> None:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     del payload
+    # loaded at the worker's priority (start-up is not slowed down); scored at a lower one
+    with contextlib.suppress(OSError):
+        os.nice(nice)
     conn.send(("ready", _describe(scorer)))
     while True:
         try:

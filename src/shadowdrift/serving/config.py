@@ -97,7 +97,7 @@ class AdmissionSettings:
     """How much work a worker takes on at once (docs/serving.md, "Overload")."""
 
     # POST requests being handled at once per worker; beyond -> 503 with Retry-After at once
-    max_in_flight: int = 16
+    max_in_flight: int = 8
     retry_after_s: int = 1
 
 

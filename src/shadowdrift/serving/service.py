@@ -253,6 +253,9 @@ class ChurnService:
         from shadowdrift.serving.core import ServingCore
         from shadowdrift.serving.metrics import ServingMetrics
 
+        # BentoML configures logging with the root at WARNING; the service's own operational
+        # lines (models loaded, circuit breaker, drain) follow BentoML's level (--quiet, --debug)
+        logging.getLogger("shadowdrift").setLevel(logging.getLogger("bentoml").getEffectiveLevel())
         self._limit_threads()
         # The request thread shares the GIL with the shadow and log-flush threads. Python's
         # default 5 ms switch interval lets them hold it for whole bursts while an answer
