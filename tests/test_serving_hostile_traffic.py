@@ -26,20 +26,18 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shadowdrift.prediction_log import read_prediction_log
 from tests.pipelines.test_packaging import model_store, packaged_project
-from tests.test_serving_service_e2e import TOKEN, Server, running_server
+from tests.test_serving_service_e2e import AUTH, Server, config_with_serving, running_server
 from tests.test_serving_validation import GOOD
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
 
 ROUTES = ("/predict", "/feedback", "/reload")
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LOG_DIR = "data/07_model_output/prediction_log"
 
 
@@ -48,30 +46,6 @@ def server(tmp_path_factory) -> Iterator[Server]:
     """The default configuration, started without ``--host``."""
     with running_server(tmp_path_factory.mktemp("hostile"), host=None) as running:
         yield running
-
-
-def _config(target: Path, serving: dict[str, Any]) -> Path:
-    """A conf/ directory: the packaged project's base plus a ``serving`` override."""
-    import shutil
-
-    project, _ = packaged_project()
-    shutil.copytree(project / "conf" / "base", target / "conf" / "base")
-    base = yaml.safe_load((project / "conf/base/parameters_serving.yml").read_text())
-    local = target / "conf" / "local"
-    local.mkdir(parents=True)
-    merged = {"serving": _deep_merge(base["serving"], serving)}
-    (local / "parameters_serving.yml").write_text(yaml.safe_dump(merged))
-    return target
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _faulty_challenger(fault: str, seconds: float = 0.3) -> str:
@@ -411,7 +385,7 @@ def test_admission_at_concurrency_64_refuses_at_once_and_keeps_accepted_p99_near
 @pytest.fixture(scope="module")
 def gil_server(tmp_path_factory) -> Iterator[Server]:
     name = _faulty_challenger("gil", seconds=0.3)
-    config = _config(
+    config = config_with_serving(
         tmp_path_factory.mktemp("gil-config"), {"models": {"challenger": f"{name}:latest"}}
     )
     with running_server(tmp_path_factory.mktemp("gil-data"), config_path=config) as running:
@@ -457,7 +431,7 @@ def test_gil_holding_challenger_does_not_slow_the_champion(server, gil_server):
 
 def test_circuit_breaker_opens_on_a_failing_challenger_and_shows_it(tmp_path):
     name = _faulty_challenger("raise")
-    config = _config(
+    config = config_with_serving(
         tmp_path / "config",
         {
             "models": {"challenger": f"{name}:latest"},

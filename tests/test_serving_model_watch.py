@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from tests.kedro_runs import run_kedro_cli
 from tests.pipelines.test_packaging import packaged_project
-from tests.test_serving_service_e2e import _test_records, running_server
+from tests.test_serving_service_e2e import AUTH, _test_records, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def _versions_by_worker(url: str, rounds: int = 40) -> dict[int, str]:
     """worker pid -> champion version, asking on new connections (spread over the workers)."""
     seen: dict[int, str] = {}
     for _ in range(rounds):
-        info = httpx.get(f"{url}/model_info", timeout=30).json()
+        info = httpx.get(f"{url}/model_info", headers=AUTH, timeout=30).json()
         if info.get("ready"):
             seen[int(info["worker_pid"])] = str(info["champion"]["model_version"])
     return seen

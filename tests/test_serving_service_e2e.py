@@ -27,6 +27,7 @@ from tests.test_serving_validation import GOOD, record
 pytestmark = pytest.mark.slow
 
 TOKEN = "e2e-reload-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def free_port() -> int:
@@ -114,6 +115,36 @@ def running_server(
         yield running
     finally:
         running.stop()
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_with_serving(target: Path, serving: dict[str, Any]) -> Path:
+    """A conf/ directory: the packaged project's base plus a local ``serving`` override.
+
+    Parameters merge destructively per top-level key, so the override repeats the whole
+    ``serving`` section with ``serving`` merged into it.
+    """
+    import shutil
+
+    import yaml
+
+    project, _ = packaged_project()
+    shutil.copytree(project / "conf" / "base", target / "conf" / "base")
+    base = yaml.safe_load((project / "conf/base/parameters_serving.yml").read_text())
+    local = target / "conf" / "local"
+    local.mkdir(parents=True)
+    merged = {"serving": deep_merge(base["serving"], serving)}
+    (local / "parameters_serving.yml").write_text(yaml.safe_dump(merged))
+    return target
 
 
 @pytest.fixture(scope="module")

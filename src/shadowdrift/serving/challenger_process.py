@@ -144,6 +144,20 @@ class ChallengerProcess:
             "call_timeout_s": self.call_timeout_s,
         }
 
+    def wait_ready(self) -> bool:
+        """Wait until the child has loaded the model (``start_timeout_s`` at most); whether it has.
+
+        Called before the challenger is put into service, so that no shadow job waits for the
+        load (and is shed for waiting too long); a failure is logged, and the next call retries.
+        """
+        with self._lock:
+            try:
+                self._connection()
+            except ChallengerUnavailable as exc:
+                logger.error("Challenger process not ready: %s", exc)
+                return False
+        return True
+
     def close(self) -> None:
         """Stop the child (it exits when its socket closes; killed if it does not)."""
         with self._lock:

@@ -434,6 +434,7 @@ class ServingCore:
             start_timeout_s=shadow.process_start_timeout_s,
             nice=shadow.process_nice,
         )
+        process.wait_ready()  # in the loading thread: the old bundle (if any) serves meanwhile
         return dataclasses.replace(
             bundle, challenger=dataclasses.replace(challenger, scorer=process)
         )
