@@ -526,3 +526,16 @@ def test_bulk_observe_matches_observe_one_by_one():
     for key, value in samples_one.items():
         if not key[0].endswith("_created"):
             assert samples_many[key] == pytest.approx(value), key
+
+
+def test_model_info_without_the_token_leaves_out_paths_and_pids(harness):
+    h = harness()
+    h.core.load_error = "OSError: cannot read /srv/models/x.pkl (file:///srv/models)"
+    private = h.core.model_info()
+    public = h.core.model_info(private=False)
+    assert private["worker_pid"] > 0 and "path" in private["prediction_log"]
+    assert "worker_pid" not in public and "path" not in public["prediction_log"]
+    assert public["load_error"] == "OSError: cannot read <path> (<path>)"
+    assert public["champion"]["model_version"] == private["champion"]["model_version"]
+    assert str(h.settings.prediction_log.path) not in str(public)
+    assert public["shadow"]["circuit_breaker"]["state"] == "closed"

@@ -64,7 +64,7 @@ from shadowdrift.serving.shadow import FAILED, OK, ShadowJob, ShadowResult, Shad
 logger = logging.getLogger(__name__)
 
 # path-like text in /model_info without the token (file paths inside error messages too)
-_PATH_TEXT = re.compile(r"file://\S+|(?<![\w:.])/[^\s'\",;)]+")
+_PATH_TEXT = re.compile(r"file://[^\s'\",;)]+|(?<![\w:.])/[^\s'\",;)]+")
 _PRIVATE_KEYS = frozenset({"path", "worker_pid", "pid"})
 
 CHAMPION = "champion"
