@@ -401,7 +401,9 @@ def report(
                 f"{1e6 * r.server_cpu_s / max(r.records, 1):.1f} | {len(r.errors)} |"
             )
     print(f"\nRSS: {', '.join(f'{name} {total:.0f} MB' for name, (total, _) in rss.items())}")
-    if scenarios is not SCENARIOS:
+    singles = [scenario for scenario in scenarios if scenario.batch == 1]
+    if SCENARIOS[-1] not in scenarios:
+        _p50_ratios(servers, results, singles)
         return
     batches = SCENARIOS[-1]
     print(
@@ -418,16 +420,25 @@ def report(
     for server in servers:
         total, largest = rss[server.name]
         print(f"| {server.name} | {total:.0f} | {largest:.0f} |")
+    _p50_ratios(servers, results, singles)
+
+
+def _p50_ratios(
+    servers: list[Server], results: dict[str, dict[str, Result]], scenarios: list[Scenario]
+) -> None:
+    """Each shadow configuration's p50 against shadow off of the same code, and against the
+    baseline's shadow design (``--baseline``)."""
     for server in servers:
-        # each shadow configuration against shadow off of the same code
-        base = "before shadow-off" if server.name.startswith("before ") else "shadow-off"
-        if server.name == base or base not in results:
-            continue
-        for scenario in SCENARIOS[:2]:
-            ratio = results[server.name][scenario.name].pct(50) / results[base][scenario.name].pct(
-                50
-            )
-            print(f"p50 ratio {server.name} / {base}, {scenario.name}: {ratio:.3f}")
+        bases = ["before shadow-off" if server.name.startswith("before ") else "shadow-off"]
+        if not server.name.startswith("before ") and "before shadow-thread" in results:
+            bases.append("before shadow-thread")
+        for base in bases:
+            if server.name == base or base not in results:
+                continue
+            for scenario in scenarios:
+                ours = results[server.name][scenario.name].pct(50)
+                ratio = ours / results[base][scenario.name].pct(50)
+                print(f"p50 ratio {server.name} / {base}, {scenario.name}: {ratio:.3f}")
 
 
 CONFIGURATIONS = {
@@ -519,6 +530,8 @@ def run_service_benchmark(args: argparse.Namespace) -> None:
     records = make_records(6000)
     root = Path(tempfile.mkdtemp(prefix="bench-service-"))
     servers, scenarios = configurations(args)
+    if args.single_records:
+        scenarios = tuple(scenario for scenario in scenarios if scenario.batch == 1)
     home = args.bentoml_home
     try:
         if args.fault_challengers:
@@ -937,6 +950,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--fault-seconds", type=float, default=0.3, help="sleep / GIL time per challenger call"
+    )
+    parser.add_argument(
+        "--single-records",
+        action="store_true",
+        help="only the single-record scenarios (more rounds in the same time)",
     )
     parser.add_argument(
         "--overload",

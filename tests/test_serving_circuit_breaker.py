@@ -134,3 +134,33 @@ def test_circuit_breaker_counts_slow_calls_of_an_in_process_challenger_as_failur
         assert "took" in breaker.snapshot()["last_error"]
     finally:
         runner.stop(1.0)
+
+
+def test_circuit_breaker_in_the_remote_shadow_skips_a_failing_service():
+    import asyncio
+
+    from shadowdrift.serving.remote_shadow import RemoteShadow
+
+    class Failing:
+        calls = 0
+
+        async def score(self, **kwargs):
+            Failing.calls += 1
+            raise ConnectionError("challenger service down")
+
+    finished: list[str] = []
+
+    async def scenario() -> None:
+        shadow = RemoteShadow(
+            lambda batch: finished.extend(result.status for _, result in batch),
+            Failing(),
+            breaker=CircuitBreaker(2, 60.0),
+        )
+        for index in range(5):
+            shadow.offer(_job(None, index))
+            await asyncio.sleep(0.01)
+        await shadow.drain(1.0)
+
+    asyncio.run(scenario())
+    assert finished == [FAILED, FAILED, SKIPPED, SKIPPED, SKIPPED]
+    assert Failing.calls == 2
