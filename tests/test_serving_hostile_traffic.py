@@ -231,7 +231,7 @@ def test_fuzz_every_route_of_the_openapi_document_finds_no_5xx(server, tmp_path)
         "--phases",
         "examples,coverage,fuzzing",
         "--max-examples",
-        "60",
+        "40",
         "--seed",
         "20",
         "--workers",
@@ -239,7 +239,7 @@ def test_fuzz_every_route_of_the_openapi_document_finds_no_5xx(server, tmp_path)
         "--request-timeout",
         "20",
         "--max-time",
-        "120",
+        "75",
         "--report",
         "json",
         "--report-json-path",
@@ -256,7 +256,7 @@ def test_fuzz_every_route_of_the_openapi_document_finds_no_5xx(server, tmp_path)
     assert summary["operations"]["tested"] == summary["operations"]["total"] == len(operations)
     assert summary["failures"] == [] and summary["errors"] == [], summary
     cases = summary["test_cases"]
-    assert cases["with_failures"] == 0 and cases["generated"] >= 400, cases
+    assert cases["with_failures"] == 0 and cases["generated"] >= 300, cases
     logger.info(
         "schemathesis: %d test cases over %d operations, %d with failures, %.0f s",
         cases["generated"],

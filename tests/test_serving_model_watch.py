@@ -85,7 +85,9 @@ def test_both_workers_switch_to_the_new_champion_without_a_failed_request(tmp_pa
             client.set_registered_model_alias(MODEL, "champion", new)
             client.set_registered_model_alias(MODEL, "challenger", old)
             run_kedro_cli(project, "--pipeline", "packaging", env_vars={"BENTOML_HOME": str(home)})
-            deadline = time.monotonic() + 30
+            # each worker loads the models and starts the new challenger's process before it
+            # switches (a torch challenger: several seconds of CPU per worker)
+            deadline = time.monotonic() + 90
             after = _versions_by_worker(server.url)
             while set(after.values()) != {new} and time.monotonic() < deadline:
                 time.sleep(0.5)
