@@ -5,7 +5,9 @@
 
 Routes: ``POST /predict``, ``POST /feedback``, ``POST /reload`` (BentoML APIs), ``GET
 /model_info`` (a mounted Starlette route), and BentoML's own ``/healthz``, ``/livez``,
-``/readyz`` (false until the models are loaded) and ``/metrics``.
+``/readyz`` (false until the models are loaded) and ``/metrics``. ``RequestGuard``
+(``http_guard.py``) stands in front of all of them: body size, content type, admission, rate
+limit and the drain after SIGTERM.
 
 This module is imported by BentoML's arbiter process too (to read the worker count); it keeps
 its module-level imports light and creates everything heavy (models, log writers, the shadow
