@@ -10,8 +10,11 @@ overrides, writes its logs to a temporary directory, and is stopped at the end.
 Needs champion and challenger in the BentoML model store: ``kedro run --pipeline packaging``
 (or pass ``--bentoml-home`` of a store that has them).
 
-    .venv/bin/python benchmarks/bench_service.py                   # shadow on vs off (thread)
-    .venv/bin/python benchmarks/bench_service.py --modes thread service --rounds 6
+    .venv/bin/python benchmarks/bench_service.py                   # shadow on vs off (process)
+    .venv/bin/python benchmarks/bench_service.py --modes process thread service --rounds 6
+    .venv/bin/python benchmarks/bench_service.py --fault-challengers raise sleep gil  # faulty shadows
+    .venv/bin/python benchmarks/bench_service.py --overload        # concurrency 8 vs 64, admission
+    .venv/bin/python benchmarks/bench_service.py --baseline DIR    # against another checkout
     .venv/bin/python benchmarks/bench_service.py --modes thread-2workers   # two worker processes
     .venv/bin/python benchmarks/bench_service.py --model-formats   # pickle vs bentoml.mlflow
     .venv/bin/python benchmarks/bench_service.py --batch-profile   # CPU per step of a batch
@@ -223,9 +226,12 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def _connection(
-    port: int, payloads: list[bytes], latencies: list[float], errors: list[int]
-) -> None:
+async def _connection(port: int, payloads: list[bytes], result: Result) -> None:
+    """Send ``payloads`` one after the other on one keep-alive connection.
+
+    A refusal (503, 429) is counted and the next request follows at once: a client that
+    ignores Retry-After, the worst case for admission control. Latencies are of 200s only.
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         for payload in payloads:
@@ -233,9 +239,13 @@ async def _connection(
             writer.write(payload)
             await writer.drain()
             status, _ = await _read_response(reader)
-            latencies.append(time.perf_counter() - started)
-            if status != 200:
-                errors.append(status)
+            elapsed = time.perf_counter() - started
+            if status == 200:
+                result.latencies.append(elapsed)
+            elif status in (429, 503):
+                result.refused.append(elapsed)
+            else:
+                result.errors.append(status)
     finally:
         writer.close()
         with contextlib.suppress(Exception):
@@ -244,7 +254,8 @@ async def _connection(
 
 @dataclass
 class Result:
-    latencies: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # of answered (200) requests
+    refused: list[float] = field(default_factory=list)  # latencies of 503 / 429 refusals
     errors: list[int] = field(default_factory=list)
     elapsed: float = 0.0
     requests: int = 0
@@ -254,6 +265,7 @@ class Result:
 
     def add(self, other: Result) -> None:
         self.latencies += other.latencies
+        self.refused += other.refused
         self.errors += other.errors
         self.elapsed += other.elapsed
         self.requests += other.requests
@@ -271,14 +283,12 @@ def run_load(port: int, bodies: list[bytes], concurrency: int, records_per_reque
 
     async def main() -> None:
         started = time.perf_counter()
-        await asyncio.gather(
-            *(_connection(port, share, result.latencies, result.errors) for share in shares)
-        )
+        await asyncio.gather(*(_connection(port, share, result) for share in shares))
         result.elapsed = time.perf_counter() - started
 
     asyncio.run(main())
-    result.requests = len(bodies)
-    result.records = len(bodies) * records_per_request
+    result.requests = len(result.latencies)  # answered
+    result.records = len(result.latencies) * records_per_request
     return result
 
 
@@ -300,6 +310,16 @@ SCENARIOS = (
     Scenario("single record, concurrency 8", 8, 1, 3000),
     Scenario("batches of 1,000, concurrency 2", 2, 1000, 120),
 )
+# --fault-challengers: what a misbehaving challenger does to the champion's answers
+FAULT_SCENARIOS = (
+    Scenario("single record, concurrency 8", 8, 1, 3000),
+    Scenario("batches of 1,000, concurrency 2", 2, 1000, 120),
+)
+# --overload: more clients than a worker admits (serving.admission.max_in_flight)
+OVERLOAD_SCENARIOS = (
+    Scenario("single record, concurrency 8", 8, 1, 4000),
+    Scenario("single record, concurrency 64", 64, 1, 16000),
+)
 
 
 def bodies_for(records: list[dict], batch: int, n_requests: int) -> list[bytes]:
@@ -312,10 +332,10 @@ def bodies_for(records: list[dict], batch: int, n_requests: int) -> list[bytes]:
 
 
 def measure(
-    servers: list[Server], records: list[dict], rounds: int
+    servers: list[Server], records: list[dict], rounds: int, scenarios: tuple[Scenario, ...]
 ) -> dict[str, dict[str, Result]]:
     results: dict[str, dict[str, Result]] = {s.name: {} for s in servers}
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         per_round = max(1, scenario.requests // rounds)
         bodies = bodies_for(records, scenario.batch, per_round)
         warm = bodies[: max(2, len(bodies) // 10)]
@@ -346,6 +366,8 @@ def shadow_counts(server: Server) -> dict:
         info = json.loads(response.read())
     return {
         "counts": info["shadow"]["counts"],
+        "circuit_breaker": info["shadow"].get("circuit_breaker", {}).get("state"),
+        "refused": info.get("admission", {}).get("refused"),
         "paths": (info["champion"]["fast_path"], (info["challenger"] or {}).get("fast_path")),
     }
 
@@ -355,6 +377,7 @@ def report(
     results: dict[str, dict[str, Result]],
     rss: dict[str, tuple[float, float]],
     load_before: tuple[float, float, float],
+    scenarios: tuple[Scenario, ...] = SCENARIOS,
 ) -> None:
     load = os.getloadavg()
     print(
@@ -364,18 +387,24 @@ def report(
         f"after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print(
-        "\n| configuration | scenario | requests | p50 ms | p95 ms | p99 ms | requests/s | records/s "
-        "| server CPU ms per 1,000 records | errors |"
+        "\n| configuration | scenario | answered (200) | refused (503/429) | p50 ms | p95 ms | "
+        "p99 ms | requests/s | records/s | server CPU ms per 1,000 records | errors |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for server in servers:
-        for scenario in SCENARIOS:
+        for scenario in scenarios:
             r = results[server.name][scenario.name]
             print(
-                f"| {server.name} | {scenario.name} | {r.requests} | {r.pct(50):.2f} | {r.pct(95):.2f} | "
-                f"{r.pct(99):.2f} | {r.requests / r.elapsed:,.0f} | {r.records / r.elapsed:,.0f} | "
-                f"{1e6 * r.server_cpu_s / r.records:.1f} | {len(r.errors)} |"
+                f"| {server.name} | {scenario.name} | {r.requests} | {len(r.refused)} | "
+                f"{r.pct(50):.2f} | {r.pct(95):.2f} | {r.pct(99):.2f} | "
+                f"{r.requests / r.elapsed:,.0f} | {r.records / r.elapsed:,.0f} | "
+                f"{1e6 * r.server_cpu_s / max(r.records, 1):.1f} | {len(r.errors)} |"
             )
+    print(f"\nRSS: {', '.join(f'{name} {total:.0f} MB' for name, (total, _) in rss.items())}")
+    singles = [scenario for scenario in scenarios if scenario.batch == 1]
+    if SCENARIOS[-1] not in scenarios:
+        _p50_ratios(servers, results, singles)
+        return
     batches = SCENARIOS[-1]
     print(
         f"\n{batches.name}: | configuration | server CPU ms per 1,000 records | of which the "
@@ -391,19 +420,29 @@ def report(
     for server in servers:
         total, largest = rss[server.name]
         print(f"| {server.name} | {total:.0f} | {largest:.0f} |")
+    _p50_ratios(servers, results, singles)
+
+
+def _p50_ratios(
+    servers: list[Server], results: dict[str, dict[str, Result]], scenarios: list[Scenario]
+) -> None:
+    """Each shadow configuration's p50 against shadow off of the same code, and against the
+    baseline's shadow design (``--baseline``)."""
     for server in servers:
-        # each shadow configuration against shadow off of the same code
-        base = "before shadow-off" if server.name.startswith("before ") else "shadow-off"
-        if server.name == base:
-            continue
-        for scenario in SCENARIOS[:2]:
-            ratio = results[server.name][scenario.name].pct(50) / results[base][scenario.name].pct(
-                50
-            )
-            print(f"p50 ratio {server.name} / {base}, {scenario.name}: {ratio:.3f}")
+        bases = ["before shadow-off" if server.name.startswith("before ") else "shadow-off"]
+        if not server.name.startswith("before ") and "before shadow-thread" in results:
+            bases.append("before shadow-thread")
+        for base in bases:
+            if server.name == base or base not in results:
+                continue
+            for scenario in scenarios:
+                ours = results[server.name][scenario.name].pct(50)
+                ratio = ours / results[base][scenario.name].pct(50)
+                print(f"p50 ratio {server.name} / {base}, {scenario.name}: {ratio:.3f}")
 
 
 CONFIGURATIONS = {
+    "process": {"shadow": {"enabled": True, "mode": "process"}},
     "thread": {"shadow": {"enabled": True, "mode": "thread"}},
     "thread-2workers": {"shadow": {"enabled": True, "mode": "thread"}, "workers": 2},
     "service": {"shadow": {"enabled": True, "mode": "service"}},
@@ -413,11 +452,30 @@ CONFIGURATIONS = {
 }
 
 
-def run_service_benchmark(args: argparse.Namespace) -> None:
-    load_before = os.getloadavg()
-    records = make_records(6000)
-    root = Path(tempfile.mkdtemp(prefix="bench-service-"))
-    names = [*(f"shadow-{m}" for m in args.modes), "shadow-off"]
+FAULT_STORE_SCRIPT = r"""
+import sys
+from shadowdrift.serving.fault_injection import store_faulty_challenger
+seconds = float(sys.argv[1])
+for fault in sys.argv[2:]:
+    print(store_faulty_challenger("shadowdrift-churn-challenger:latest", fault, seconds=seconds))
+"""
+
+
+def fault_store(source_home: str | None, root: Path, faults: list[str], seconds: float) -> str:
+    """A copy of the model store with a faulty challenger per fault (fault_injection.py)."""
+    source = Path(source_home or os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+    home = root / "bentoml"
+    shutil.copytree(source / "models", home / "models")
+    subprocess.run(
+        [sys.executable, "-c", FAULT_STORE_SCRIPT, str(seconds), *faults],
+        env={**os.environ, **QUIET_ENV, "BENTOML_HOME": str(home)},
+        check=True,
+    )
+    return str(home)
+
+
+def configurations(args: argparse.Namespace) -> tuple[list[Server], tuple[Scenario, ...]]:
+    """The servers to start and the scenarios to run, from the command line."""
     roles = {}
     if args.swap_models:
         # the store's challenger answers and its champion runs in shadow: which candidate the
@@ -428,26 +486,65 @@ def run_service_benchmark(args: argparse.Namespace) -> None:
                 "challenger": "shadowdrift-churn-champion:latest",
             }
         }
+    if args.fault_challengers:
+        servers = []
+        for mode in args.fault_modes:
+            shadow = CONFIGURATIONS[mode]["shadow"]
+            servers.append(Server(f"{mode}, healthy challenger", {"shadow": shadow}))
+            for fault in args.fault_challengers:
+                challenger = f"shadowdrift-churn-fault-{fault}:latest"
+                servers.append(
+                    Server(
+                        f"{mode}, {fault} challenger",
+                        {"shadow": shadow, "models": {"challenger": challenger}},
+                    )
+                )
+        return servers, FAULT_SCENARIOS
+    if args.overload:
+        servers = [
+            Server(
+                f"admission (max_in_flight {args.max_in_flight})",
+                {"admission": {"max_in_flight": args.max_in_flight}},
+            ),
+            Server("no admission control", {"admission": {"max_in_flight": 1_000_000}}),
+        ]
+        return servers, OVERLOAD_SCENARIOS
+    names = [*(f"shadow-{m}" for m in args.modes), "shadow-off"]
     servers = [
         Server(name, {**CONFIGURATIONS[name.removeprefix("shadow-")], **roles}) for name in names
     ]
     if args.baseline:
-        # the same configurations served from the other checkout, measured in the same rounds
+        # the other checkout's own shadow design (`thread`: it has no `process`) and shadow
+        # off, measured in the same rounds
         baseline = Path(args.baseline).resolve()
         servers = [
-            *(Server(f"before {s.name}", s.overrides, source=baseline) for s in servers),
+            Server("before shadow-thread", {**CONFIGURATIONS["thread"], **roles}, baseline),
+            Server("before shadow-off", {**CONFIGURATIONS["off"], **roles}, baseline),
             *servers,
         ]
+    return servers, SCENARIOS
+
+
+def run_service_benchmark(args: argparse.Namespace) -> None:
+    load_before = os.getloadavg()
+    records = make_records(6000)
+    root = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    servers, scenarios = configurations(args)
+    if args.single_records:
+        scenarios = tuple(scenario for scenario in scenarios if scenario.batch == 1)
+    home = args.bentoml_home
     try:
+        if args.fault_challengers:
+            home = fault_store(home, root, args.fault_challengers, args.fault_seconds)
         for server in servers:
-            server.start(args.bentoml_home, root)
+            server.start(home, root)
         for server in servers:
             server.wait_ready()
-        results = measure(servers, records, args.rounds)
+        results = measure(servers, records, args.rounds, scenarios)
         rss = {server.name: server.rss_mb() for server in servers}
         for server in servers:
             print(server.name, shadow_counts(server))
-        report(servers, results, rss, load_before)
+        report(servers, results, rss, load_before, scenarios)
     finally:
         for server in servers:
             server.stop()
@@ -834,9 +931,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--modes",
         nargs="+",
-        default=["thread"],
-        choices=["thread", "service", "thread-2workers", "thread-inline"],
+        default=["process"],
+        choices=["process", "thread", "service", "thread-2workers", "thread-inline"],
         help="shadow modes to compare with shadow off",
+    )
+    parser.add_argument(
+        "--fault-challengers",
+        nargs="+",
+        choices=["raise", "sleep", "gil"],
+        help="serve faulty challengers (fault_injection.py) beside a healthy one, instead",
+    )
+    parser.add_argument(
+        "--fault-modes",
+        nargs="+",
+        default=["process"],
+        choices=["process", "thread"],
+        help="shadow modes to run the faulty challengers in",
+    )
+    parser.add_argument(
+        "--fault-seconds", type=float, default=0.3, help="sleep / GIL time per challenger call"
+    )
+    parser.add_argument(
+        "--single-records",
+        action="store_true",
+        help="only the single-record scenarios (more rounds in the same time)",
+    )
+    parser.add_argument(
+        "--overload",
+        action="store_true",
+        help="concurrency 8 vs 64, with and without admission control, instead",
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int, default=8, help="serving.admission.max_in_flight (--overload)"
     )
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per scenario")
     parser.add_argument("--bentoml-home", default=None, help="model store to serve from")

@@ -61,3 +61,12 @@ def test_bad_logs_fail_clearly():
         count_agreement(bad, ["a"] * 6)
     with pytest.raises(AgreementError, match="no agreement counts"):
         agreement_table(count_agreement(_log(), ["a"] * 6), ["a", "zzz"])
+
+
+def test_records_the_circuit_breaker_skipped_are_counted_not_hidden():
+    log = _log()
+    log.loc[5, "challenger_status"] = "skipped"
+    table = agreement_table(count_agreement(log, ["a"] * 6), ["a"])
+    row = table.iloc[0]
+    assert (row["n_skipped"], row["n_sampled_out"], row["n_compared"]) == (1, 0, 3)
+    assert row["challenger_coverage"] == pytest.approx(3 / 6)

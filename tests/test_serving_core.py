@@ -35,8 +35,9 @@ pytestmark = pytest.mark.slow
 
 
 def settings_for(tmp_path: Path, **shadow: Any) -> ServingSettings:
+    """The project's settings; the shadow in this process (``mode: thread``) unless told."""
     settings = parse_serving_settings(base_parameters(), tmp_path)
-    shadow = {"batch_wait_s": 0.01, **shadow}
+    shadow = {"batch_wait_s": 0.01, "mode": "thread", **shadow}
     return dataclasses.replace(settings, shadow=dataclasses.replace(settings.shadow, **shadow))
 
 
@@ -527,25 +528,14 @@ def test_bulk_observe_matches_observe_one_by_one():
             assert samples_many[key] == pytest.approx(value), key
 
 
-def test_bodies_over_the_byte_limit_are_refused_before_reading():
-    import asyncio
-
-    import httpx
-
-    from shadowdrift.serving.service import BodySizeLimit
-
-    async def app(scope, receive, send):  # the service behind the middleware
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    limited = BodySizeLimit(app, max_bytes=10, paths=("/predict",))
-
-    async def post(path: str, body: bytes) -> httpx.Response:
-        transport = httpx.ASGITransport(app=limited)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.post(path, content=body)
-
-    too_big = asyncio.run(post("/predict", b"x" * 11))
-    assert too_big.status_code == 413 and "max_body_bytes" in too_big.json()["error"]
-    assert asyncio.run(post("/predict", b"x" * 10)).status_code == 200
-    assert asyncio.run(post("/metrics", b"x" * 11)).status_code == 200
+def test_model_info_without_the_token_leaves_out_paths_and_pids(harness):
+    h = harness()
+    h.core.load_error = "OSError: cannot read /srv/models/x.pkl (file:///srv/models)"
+    private = h.core.model_info()
+    public = h.core.model_info(private=False)
+    assert private["worker_pid"] > 0 and "path" in private["prediction_log"]
+    assert "worker_pid" not in public and "path" not in public["prediction_log"]
+    assert public["load_error"] == "OSError: cannot read <path> (<path>)"
+    assert public["champion"]["model_version"] == private["champion"]["model_version"]
+    assert str(h.settings.prediction_log.path) not in str(public)
+    assert public["shadow"]["circuit_breaker"]["state"] == "closed"

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from tests.kedro_runs import run_kedro_cli
 from tests.pipelines.test_packaging import packaged_project
-from tests.test_serving_service_e2e import _test_records, running_server
+from tests.test_serving_service_e2e import AUTH, _test_records, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def _versions_by_worker(url: str, rounds: int = 40) -> dict[int, str]:
     """worker pid -> champion version, asking on new connections (spread over the workers)."""
     seen: dict[int, str] = {}
     for _ in range(rounds):
-        info = httpx.get(f"{url}/model_info", timeout=30).json()
+        info = httpx.get(f"{url}/model_info", headers=AUTH, timeout=30).json()
         if info.get("ready"):
             seen[int(info["worker_pid"])] = str(info["champion"]["model_version"])
     return seen
@@ -85,7 +85,9 @@ def test_both_workers_switch_to_the_new_champion_without_a_failed_request(tmp_pa
             client.set_registered_model_alias(MODEL, "champion", new)
             client.set_registered_model_alias(MODEL, "challenger", old)
             run_kedro_cli(project, "--pipeline", "packaging", env_vars={"BENTOML_HOME": str(home)})
-            deadline = time.monotonic() + 30
+            # each worker loads the models and starts the new challenger's process before it
+            # switches (a torch challenger: several seconds of CPU per worker)
+            deadline = time.monotonic() + 90
             after = _versions_by_worker(server.url)
             while set(after.values()) != {new} and time.monotonic() < deadline:
                 time.sleep(0.5)

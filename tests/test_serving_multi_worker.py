@@ -8,21 +8,23 @@ back through ``read_prediction_log`` and the part files are checked one by one.
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from shadowdrift.prediction_log import list_part_files, read_prediction_log
-from tests.pipelines.test_packaging import packaged_project
-from tests.test_serving_service_e2e import Server, _test_records, running_server
+from tests.test_serving_service_e2e import (
+    AUTH,
+    Server,
+    _test_records,
+    config_with_serving,
+    running_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,29 +39,13 @@ PART_NAME = re.compile(
 )
 
 
-def _config_with_workers(target: Path, workers: int) -> Path:
-    """A conf/ directory: the packaged project's base plus a local override of the worker count.
-
-    Parameters merge destructively per top-level key, so the override repeats the whole
-    ``serving`` section with ``workers`` changed.
-    """
-    project, _ = packaged_project()
-    shutil.copytree(project / "conf" / "base", target / "conf" / "base")
-    serving = yaml.safe_load((project / "conf/base/parameters_serving.yml").read_text())
-    serving["serving"]["workers"] = workers
-    local = target / "conf" / "local"
-    local.mkdir(parents=True)
-    (local / "parameters_serving.yml").write_text(yaml.safe_dump(serving))
-    return target
-
-
 def _ready_worker_pids(server: Server, workers: int, timeout: float = 120.0) -> set[int]:
     """Worker pids seen ready on /model_info. Every call opens a new connection, which the
     kernel hands to whichever worker accepts first, so in time every worker gets asked."""
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
     while len(seen) < workers and time.monotonic() < deadline:
-        info = httpx.get(f"{server.url}/model_info", timeout=30)
+        info = httpx.get(f"{server.url}/model_info", headers=AUTH, timeout=30)
         if info.status_code == 200 and info.json().get("ready"):
             seen.add(int(info.json()["worker_pid"]))
         else:
@@ -69,7 +55,9 @@ def _ready_worker_pids(server: Server, workers: int, timeout: float = 120.0) -> 
 
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory) -> Iterator[Server]:
-    config = _config_with_workers(tmp_path_factory.mktemp("multi-worker-config"), WORKERS)
+    config = config_with_serving(
+        tmp_path_factory.mktemp("multi-worker-config"), {"workers": WORKERS}
+    )
     with running_server(tmp_path_factory.mktemp("multi-worker-data"), config_path=config) as server:
         yield server
 

@@ -27,6 +27,7 @@ from tests.test_serving_validation import GOOD, record
 pytestmark = pytest.mark.slow
 
 TOKEN = "e2e-reload-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def free_port() -> int:
@@ -69,14 +70,16 @@ def running_server(
     config_path: Path | None = None,
     packaged: tuple[Path, Path] | None = None,
     timeout: float = 120.0,
-    env_vars: dict[str, str] | None = None,
+    host: str | None = "127.0.0.1",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """``bentoml serve`` of the packaged project on a free loopback port, until it is ready.
 
     ``config_path`` (``SHADOWDRIFT_PROJECT_PATH``) is the directory whose ``conf/`` the service
     reads; by default the packaged project's. ``packaged`` is another (project, BENTOML_HOME)
-    to serve; ``env_vars`` more environment (``KEDRO_ENV``). Stopped (SIGTERM) on exit if
-    still running.
+    to serve. ``host=None`` leaves out ``--host`` (the service's own default applies);
+    ``extra_env`` adds environment variables.
+    Stopped (SIGTERM) on exit if still running.
     """
     project, home = packaged or packaged_project()
     log_file = data_root / "serve.log"
@@ -93,12 +96,14 @@ def running_server(
         "SHADOWDRIFT_RELOAD_TOKEN": TOKEN,
         "BENTOML_DO_NOT_TRACK": "True",
         "DO_NOT_TRACK": "1",
-        **(env_vars or {}),
+        **(extra_env or {}),
     }
+    env.pop("BENTOML_HOST", None)
     bentoml = str(Path(sys.executable).with_name("bentoml"))
+    host_args = ["--host", host] if host is not None else []
     with open(log_file, "wb") as out:
         process = subprocess.Popen(
-            [bentoml, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [bentoml, "serve", *host_args, "--port", str(port)],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=out,
@@ -110,6 +115,36 @@ def running_server(
         yield running
     finally:
         running.stop()
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_with_serving(target: Path, serving: dict[str, Any]) -> Path:
+    """A conf/ directory: the packaged project's base plus a local ``serving`` override.
+
+    Parameters merge destructively per top-level key, so the override repeats the whole
+    ``serving`` section with ``serving`` merged into it.
+    """
+    import shutil
+
+    import yaml
+
+    project, _ = packaged_project()
+    shutil.copytree(project / "conf" / "base", target / "conf" / "base")
+    base = yaml.safe_load((project / "conf/base/parameters_serving.yml").read_text())
+    local = target / "conf" / "local"
+    local.mkdir(parents=True)
+    merged = {"serving": deep_merge(base["serving"], serving)}
+    (local / "parameters_serving.yml").write_text(yaml.safe_dump(merged))
+    return target
 
 
 @pytest.fixture(scope="module")

@@ -227,7 +227,8 @@ def test_the_projects_serving_configuration_loads():
     settings = load_serving_settings(PROJECT_ROOT)
     assert settings.models["champion"] == "shadowdrift-churn-champion:latest"
     assert settings.request.unseen_categories == "accept"
-    assert settings.shadow.mode == "thread"
+    assert settings.shadow.mode == "process"
+    assert settings.host == "127.0.0.1"
     assert settings.prediction_log.path == PROJECT_ROOT / "data/07_model_output/prediction_log"
     assert settings.registered_model_name == base_parameters()["model_registry"]["name"]
 
@@ -236,7 +237,18 @@ def test_the_projects_serving_configuration_loads():
     ("change", "key"),
     [
         ({"shadow": {"sample_rate": 2}}, "serving.shadow.sample_rate"),
-        ({"shadow": {"mode": "process"}}, "serving.shadow.mode"),
+        ({"shadow": {"mode": "fork"}}, "serving.shadow.mode"),
+        ({"shadow": {"process_nice": 25}}, "serving.shadow.process_nice"),
+        (
+            {"shadow": {"circuit_breaker": {"failures": 0}}},
+            "serving.shadow.circuit_breaker.failures",
+        ),
+        ({"admission": {"max_in_flight": 0}}, "serving.admission.max_in_flight"),
+        ({"rate_limit": {"key": "cookie"}}, "serving.rate_limit.key"),
+        ({"rate_limit": {"requests_per_s": 0}}, "serving.rate_limit.requests_per_s"),
+        ({"host": "localhost"}, "serving.host"),
+        ({"shutdown": {"drain_s": -1}}, "serving.shutdown.drain_s"),
+        ({"request": {"max_string_length": 0}}, "serving.request.max_string_length"),
         ({"request": {"max_records": 0}}, "serving.request.max_records"),
         ({"request": {"unseen_categories": "maybe"}}, "serving.request.unseen_categories"),
         ({"models": {"champion": ""}}, "serving.models.champion"),

@@ -33,7 +33,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from shadowdrift.drift_monitor import DriftResults
-from shadowdrift.prediction_log import CHAMPION_PROBABILITY
+from shadowdrift.prediction_log import CHALLENGER_STATUSES, CHAMPION_PROBABILITY
 
 logger = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ def agreement_figure(results: DriftResults) -> go.Figure:
     if "agreement_rate" in table.columns and len(table):
         axis = _axis_map(results)
         x = [axis[str(c)] for c in table["chunk"]]
-        for status in ("ok", "shed", "failed", "sampled_out", "disabled"):
+        for status in CHALLENGER_STATUSES:
             column = f"n_{status}"
             if table[column].sum() > 0:
                 figure.add_trace(

@@ -69,7 +69,7 @@ CHALLENGER_LABEL = "challenger_label"
 CHALLENGER_MODEL_VERSION = "challenger_model_version"
 CHALLENGER_LATENCY_MS = "challenger_latency_ms"
 
-CHALLENGER_STATUSES = ("ok", "shed", "failed", "sampled_out", "disabled")
+CHALLENGER_STATUSES = ("ok", "shed", "failed", "sampled_out", "disabled", "skipped")
 SOURCES = ("service", "batch")
 
 PART_PREFIX = "part-"
@@ -132,7 +132,9 @@ _TRAILING_COLUMNS = (
     ColumnSpec(CHAMPION_LABEL, _INT, False, "champion's predicted label (0/1)"),
     ColumnSpec(CHAMPION_MODEL_VERSION, _STRING, False, "champion model version"),
     ColumnSpec(CHAMPION_LATENCY_MS, _FLOAT, True, "champion inference time; null only for batch"),
-    ColumnSpec(CHALLENGER_STATUS, _STRING, False, "ok, shed, failed, sampled_out or disabled"),
+    ColumnSpec(
+        CHALLENGER_STATUS, _STRING, False, "ok, shed, failed, sampled_out, disabled or skipped"
+    ),
     ColumnSpec(CHALLENGER_PROBABILITY, _FLOAT, True, "challenger's probability; null unless ok"),
     ColumnSpec(CHALLENGER_LABEL, _INT, True, "challenger's label; null unless ok"),
     ColumnSpec(CHALLENGER_MODEL_VERSION, _STRING, True, "challenger version; null unless ok"),

@@ -157,7 +157,7 @@ def test_bentoml_serve_answers_with_the_environments_schema(two_environments, tm
         "workday": "Monday",
     }
     with running_server(
-        tmp_path, packaged=(project, home), env_vars={"KEDRO_ENV": EXAMPLE}
+        tmp_path, packaged=(project, home), extra_env={"KEDRO_ENV": EXAMPLE}
     ) as server:
         answer = server.post("/predict", {"records": [record]})
         assert answer.status_code == 200, answer.text
@@ -180,7 +180,7 @@ def test_nulls_are_served_for_nullable_features(two_environments, tmp_path):
     passenger = {"Age": None, "SibSp": 0, "Parch": 0, "Fare": 7.25, "Pclass": 3}
     passenger |= {"Sex": "male", "Embarked": None}
     with running_server(
-        tmp_path, packaged=(project, home), env_vars={"KEDRO_ENV": TITANIC}
+        tmp_path, packaged=(project, home), extra_env={"KEDRO_ENV": TITANIC}
     ) as server:
         answer = server.post("/predict", {"records": [passenger]})
     assert answer.status_code == 200, answer.text

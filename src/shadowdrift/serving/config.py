@@ -15,6 +15,7 @@ count and timeouts from here, so this module imports neither pandas nor scikit-l
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import warnings
@@ -34,7 +35,9 @@ KEDRO_ENV = "KEDRO_ENV"
 ACCEPT = "accept"
 REJECT = "reject"
 IGNORE = "ignore"
-SHADOW_MODES = ("thread", "service")
+SHADOW_MODES = ("process", "thread", "service")
+RATE_LIMIT_PEER = "peer"
+RATE_LIMIT_HEADER_PREFIX = "header:"
 RELOAD_SOURCES = ("store", "registry")
 
 
@@ -51,6 +54,16 @@ class RequestPolicy:
     unseen_categories: str = ACCEPT
     missing_values: str = ACCEPT
     unknown_fields: str = REJECT
+    # characters in a string value (categorical feature); longer -> 422 naming the field
+    max_string_length: int = 256
+
+
+@dataclass(frozen=True)
+class CircuitBreakerSettings:
+    """When the challenger is skipped after failing (docs/serving.md, "Circuit breaker")."""
+
+    failures: int = 5
+    cool_down_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +71,7 @@ class ShadowSettings:
     """How the challenger runs beside the champion."""
 
     enabled: bool = True
-    mode: str = "thread"
+    mode: str = "process"
     sample_rate: float = 1.0
     queue_records: int = 10_000
     max_batch_records: int = 2_000
@@ -66,6 +79,44 @@ class ShadowSettings:
     batch_wait_s: float = 0.05
     shutdown_grace_s: float = 5.0
     service_max_in_flight: int = 64
+    # a challenger call that takes longer counts as a failure (mode process: the child is
+    # stopped and started again)
+    call_timeout_s: float = 5.0
+    # mode process: the child's scheduling priority (nice 0-19): under CPU contention the
+    # champion comes first, the challenger gets what is left
+    process_nice: int = 10
+    # mode process: how long the child may take to start and load the challenger
+    process_start_timeout_s: float = 120.0
+    circuit_breaker: CircuitBreakerSettings = field(default_factory=CircuitBreakerSettings)
+
+
+@dataclass(frozen=True)
+class AdmissionSettings:
+    """How much work a worker takes on at once (docs/serving.md, "Overload")."""
+
+    # POST requests being handled at once per worker; beyond -> 503 with Retry-After at once
+    max_in_flight: int = 8
+    retry_after_s: int = 1
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """An optional token bucket per client and worker: 429 with Retry-After beyond it."""
+
+    enabled: bool = False
+    # "peer" (the client's address) or "header:<Name>" (e.g. header:X-Client-ID)
+    key: str = RATE_LIMIT_PEER
+    requests_per_s: float = 50.0
+    burst: int = 100
+    # buckets kept per worker; the least recently seen client is forgotten first
+    max_clients: int = 10_000
+
+    @property
+    def header(self) -> str | None:
+        """The header naming the client (lower case), or None when keyed on the peer."""
+        if self.key.startswith(RATE_LIMIT_HEADER_PREFIX):
+            return self.key[len(RATE_LIMIT_HEADER_PREFIX) :].strip().lower()
+        return None
 
 
 @dataclass(frozen=True)
@@ -85,6 +136,8 @@ class ServingSettings:
     models: Mapping[str, str | None]
     registered_model_name: str
     bento_model_prefix: str
+    # where `bentoml serve` listens unless --host (or BENTOML_HOST) says otherwise
+    host: str = "127.0.0.1"
     workers: int = 1
     threads: int = 1
     model_threads: int = 1
@@ -98,6 +151,11 @@ class ServingSettings:
     batch_threads: int = 2
     request: RequestPolicy = field(default_factory=RequestPolicy)
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
+    rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    # after SIGTERM: new requests are answered 503 + Connection: close this long, then the
+    # worker stops (requests in flight are answered and logged either way)
+    shutdown_drain_s: float = 2.0
     prediction_log: LogSettings = field(
         default_factory=lambda: LogSettings(Path("data/07_model_output/prediction_log"))
     )
@@ -238,7 +296,62 @@ def _parse_request(section: Mapping[str, Any]) -> RequestPolicy:
         unseen_categories=_choice(section, "unseen_categories", key, (ACCEPT, REJECT), ACCEPT),
         missing_values=_choice(section, "missing_values", key, (ACCEPT, REJECT), ACCEPT),
         unknown_fields=_choice(section, "unknown_fields", key, (REJECT, IGNORE), REJECT),
+        max_string_length=_positive_int(
+            section, "max_string_length", key, RequestPolicy.max_string_length
+        ),
     )
+
+
+def _parse_breaker(section: Mapping[str, Any]) -> CircuitBreakerSettings:
+    key = "serving.shadow.circuit_breaker"
+    defaults = CircuitBreakerSettings()
+    return CircuitBreakerSettings(
+        failures=_positive_int(section, "failures", key, defaults.failures),
+        cool_down_s=_positive_float(section, "cool_down_s", key, defaults.cool_down_s),
+    )
+
+
+def _parse_admission(section: Mapping[str, Any]) -> AdmissionSettings:
+    key = "serving.admission"
+    defaults = AdmissionSettings()
+    return AdmissionSettings(
+        max_in_flight=_positive_int(section, "max_in_flight", key, defaults.max_in_flight),
+        retry_after_s=_positive_int(section, "retry_after_s", key, defaults.retry_after_s),
+    )
+
+
+def _parse_rate_limit(section: Mapping[str, Any]) -> RateLimitSettings:
+    key = "serving.rate_limit"
+    defaults = RateLimitSettings()
+    client_key = section.get("key", defaults.key)
+    if not isinstance(client_key, str) or not (
+        client_key == RATE_LIMIT_PEER
+        or (
+            client_key.startswith(RATE_LIMIT_HEADER_PREFIX)
+            and client_key[len(RATE_LIMIT_HEADER_PREFIX) :].strip()
+        )
+    ):
+        raise ServingConfigError(
+            f"{key}.key must be 'peer' or 'header:<Name>' (e.g. header:X-Client-ID), "
+            f"got {client_key!r}"
+        )
+    return RateLimitSettings(
+        enabled=_boolean(section, "enabled", key, defaults.enabled),
+        key=client_key,
+        requests_per_s=_positive_float(section, "requests_per_s", key, defaults.requests_per_s),
+        burst=_positive_int(section, "burst", key, defaults.burst),
+        max_clients=_positive_int(section, "max_clients", key, defaults.max_clients),
+    )
+
+
+def _parse_host(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ServingConfigError(
+            f"serving.host must be an IP address (127.0.0.1 for this machine only, 0.0.0.0 "
+            f"for every interface), got {value!r}"
+        ) from None
 
 
 def _parse_shadow(section: Mapping[str, Any]) -> ShadowSettings:
@@ -263,7 +376,19 @@ def _parse_shadow(section: Mapping[str, Any]) -> ShadowSettings:
         service_max_in_flight=_positive_int(
             section, "service_max_in_flight", key, defaults.service_max_in_flight
         ),
+        call_timeout_s=_positive_float(section, "call_timeout_s", key, defaults.call_timeout_s),
+        process_nice=_nice(section.get("process_nice", defaults.process_nice), key),
+        process_start_timeout_s=_positive_float(
+            section, "process_start_timeout_s", key, defaults.process_start_timeout_s
+        ),
+        circuit_breaker=_parse_breaker(_section(section, "serving.shadow.circuit_breaker")),
     )
+
+
+def _nice(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 19:
+        raise ServingConfigError(f"{key}.process_nice must be an integer 0-19, got {value!r}")
+    return value
 
 
 def _parse_log(
@@ -339,6 +464,7 @@ def parse_serving_settings(params: Mapping[str, Any], project_path: Path) -> Ser
         models=_parse_models(_section(serving, "serving.models"), registered_model_name),
         registered_model_name=registered_model_name,
         bento_model_prefix=bento_model_name(registered_model_name),
+        host=_parse_host(serving.get("host", ServingSettings.host)),
         workers=_positive_int(serving, "workers", "serving", 1),
         threads=_positive_int(serving, "threads", "serving", 1),
         model_threads=_positive_int(serving, "model_threads", "serving", 1),
@@ -354,6 +480,11 @@ def parse_serving_settings(params: Mapping[str, Any], project_path: Path) -> Ser
         batch_threads=_positive_int(serving, "batch_threads", "serving", 2),
         request=_parse_request(_section(serving, "serving.request")),
         shadow=_parse_shadow(_section(serving, "serving.shadow")),
+        admission=_parse_admission(_section(serving, "serving.admission")),
+        rate_limit=_parse_rate_limit(_section(serving, "serving.rate_limit")),
+        shutdown_drain_s=_non_negative_float(
+            _section(serving, "serving.shutdown"), "drain_s", "serving.shutdown", 2.0
+        ),
         prediction_log=_parse_log(
             _section(serving, "serving.prediction_log"),
             "serving.prediction_log",

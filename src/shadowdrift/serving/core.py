@@ -11,6 +11,7 @@ requests in flight (and their queued shadow jobs) finish with the models they be
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -45,6 +46,8 @@ from shadowdrift.prediction_log import (
 )
 from shadowdrift.schema import DataSchema, parse_schema
 from shadowdrift.serving import model_store as store
+from shadowdrift.serving.challenger_process import ChallengerProcess
+from shadowdrift.serving.circuit_breaker import CircuitBreaker
 from shadowdrift.serving.config import ServingSettings, mlflow_uris
 from shadowdrift.serving.fast_path import DEFAULT_SMALL_BATCH, FastScorer
 from shadowdrift.serving.feedback import GroundTruthWriter, parse_labels
@@ -59,6 +62,10 @@ from shadowdrift.serving.request_validation import (
 from shadowdrift.serving.shadow import FAILED, OK, ShadowJob, ShadowResult, ShadowRunner
 
 logger = logging.getLogger(__name__)
+
+# path-like text in /model_info without the token (file paths inside error messages too)
+_PATH_TEXT = re.compile(r"file://[^\s'\",;)]+|(?<![\w:.])/[^\s'\",;)]+")
+_PRIVATE_KEYS = frozenset({"path", "worker_pid", "pid"})
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -105,6 +112,11 @@ class LoadedModel:
             "forest_kernel_missing": self.scorer.kernel_missing,
             # whether scoring releases the GIL, i.e. large batches go to a batch thread
             "releases_gil": self.scorer.releases_gil,
+            **(
+                {"process": self.scorer.describe_process()}
+                if isinstance(self.scorer, ChallengerProcess)
+                else {}
+            ),
         }
 
     def metric_labels(self) -> tuple[str, ...]:
@@ -331,7 +343,13 @@ class ServingCore:
             settings.ground_truth.path, flush_interval_s=settings.ground_truth.flush_interval_s
         )
         shadow = settings.shadow
-        if shadow_runner is None and start_shadow and shadow.enabled and shadow.mode == "thread":
+        self.breaker = CircuitBreaker(
+            shadow.circuit_breaker.failures,
+            shadow.circuit_breaker.cool_down_s,
+            on_change=self._breaker_changed,
+        )
+        in_worker = shadow.mode in ("thread", "process")
+        if shadow_runner is None and start_shadow and shadow.enabled and in_worker:
             shadow_runner = ShadowRunner(
                 self.finish_shadow,
                 queue_records=shadow.queue_records,
@@ -340,6 +358,8 @@ class ServingCore:
                 batch_wait_s=shadow.batch_wait_s,
                 sample_rate=shadow.sample_rate,
                 on_queue_change=self._queue_gauge,
+                breaker=self.breaker,
+                call_timeout_s=shadow.call_timeout_s,
             )
         self.shadow_runner = shadow_runner
         self._bundle: ModelBundle | None = None
@@ -369,14 +389,59 @@ class ServingCore:
         return self._bundle is not None
 
     def install(self, bundle: ModelBundle) -> None:
-        """Serve from ``bundle`` from now on (one reference assignment: atomic for readers)."""
-        self._bundle = bundle
+        """Serve from ``bundle`` from now on (one reference assignment: atomic for readers).
+
+        In ``shadow.mode: process`` the challenger is handed to a child process first; the
+        replaced bundle's child is closed once no queued shadow job needs it.
+        """
+        bundle = self._challenger_in_process(bundle)
+        previous, self._bundle = self._bundle, bundle
         self.load_error = None
+        if previous is not None and previous.challenger is not None:
+            replaced = previous.challenger.scorer
+            if bundle.challenger is None or bundle.challenger.scorer is not replaced:
+                if self.shadow_runner is not None and hasattr(self.shadow_runner, "retire"):
+                    self.shadow_runner.retire(replaced)
+                self.breaker.reset("a new challenger was loaded")
+        self._breaker_changed(None, self.breaker.state)
         if self.metrics is not None:
             self.metrics.loaded(CHAMPION, bundle.champion.metric_labels())
             self.metrics.loaded(
                 CHALLENGER, bundle.challenger.metric_labels() if bundle.challenger else None
             )
+
+    def _challenger_in_process(self, bundle: ModelBundle) -> ModelBundle:
+        shadow = self.settings.shadow
+        challenger = bundle.challenger
+        if (
+            shadow.mode != "process"
+            or not shadow.enabled
+            or challenger is None
+            or isinstance(challenger.scorer, ChallengerProcess)
+        ):
+            return bundle
+        fast = challenger.scorer
+        process = ChallengerProcess(
+            fast.model,
+            fast.schema_numeric,
+            fast.schema_categorical,
+            scorer_options={
+                "enabled": self.settings.single_record_fast_path,
+                "small_batch": DEFAULT_SMALL_BATCH,
+                "n_threads": self.settings.model_threads,
+            },
+            call_timeout_s=shadow.call_timeout_s,
+            start_timeout_s=shadow.process_start_timeout_s,
+            nice=shadow.process_nice,
+        )
+        process.wait_ready()  # in the loading thread: the old bundle (if any) serves meanwhile
+        return dataclasses.replace(
+            bundle, challenger=dataclasses.replace(challenger, scorer=process)
+        )
+
+    def _breaker_changed(self, previous: str | None, state: str) -> None:
+        if self.metrics is not None:
+            self.metrics.breaker_state(state, changed=previous is not None)
 
     def failed_to_load(self, error: BaseException) -> None:
         self.load_error = f"{type(error).__name__}: {error}"
@@ -621,7 +686,13 @@ class ServingCore:
 
     # -- GET /model_info -------------------------------------------------------------------
 
-    def model_info(self) -> dict[str, Any]:
+    def model_info(self, *, private: bool = True) -> dict[str, Any]:
+        """What is loaded and how the shadow and the log fare; ``private=False`` leaves out
+        file paths and process ids (``/model_info`` without the token)."""
+        info = self._model_info()
+        return info if private else _without_paths(info)
+
+    def _model_info(self) -> dict[str, Any]:
         bundle = self._bundle
         shadow = self.settings.shadow
         runner = self.shadow_runner
@@ -640,6 +711,7 @@ class ServingCore:
                 "queue_records": shadow.queue_records,
                 "queued_records": getattr(runner, "queued_records", None),
                 "counts": dict(getattr(runner, "counts", {})),
+                "circuit_breaker": self.breaker.snapshot(),
             },
             "prediction_log": {
                 "path": str(self.settings.prediction_log.path),
@@ -701,8 +773,24 @@ class ServingCore:
         grace = self.settings.shadow.shutdown_grace_s if grace_s is None else grace_s
         if self.shadow_runner is not None:
             self.shadow_runner.stop(grace)
+        bundle = self._bundle
+        if bundle is not None and isinstance(
+            getattr(bundle.challenger, "scorer", None), ChallengerProcess
+        ):
+            bundle.challenger.scorer.close()  # type: ignore[union-attr]
         self._stats_stop.set()
         self.writer.close()
         self.ground_truth.close()
         if self.metrics is not None:
             self.metrics.writer_stats(self.writer.stats())
+
+
+def _without_paths(value: Any) -> Any:
+    """``value`` without private keys (paths, pids) and with path-like text blanked."""
+    if isinstance(value, dict):
+        return {k: _without_paths(v) for k, v in value.items() if k not in _PRIVATE_KEYS}
+    if isinstance(value, list):
+        return [_without_paths(v) for v in value]
+    if isinstance(value, str):
+        return _PATH_TEXT.sub("<path>", value)
+    return value

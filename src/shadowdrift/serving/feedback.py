@@ -52,13 +52,16 @@ from shadowdrift.prediction_log import (
     list_part_files,
     part_file_name,
 )
-from shadowdrift.serving.request_validation import Problem, RequestRejected, json_type
+from shadowdrift.serving.request_validation import Problem, RequestRejected, _shown, json_type
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 METADATA_KEY = b"shadowdrift.ground_truth"
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_LABEL_FIELDS = frozenset({"request_id", "churned", "record_index"})
+# an unknown field's name is echoed in the error at most this long
+_MAX_SHOWN_FIELD = 100
 
 SCHEMA = pa.schema(
     [
@@ -89,13 +92,15 @@ def parse_labels(payload: Any, max_items: int) -> list[Label]:
             raise RequestRejected(
                 422,
                 "labels must be a list",
-                [Problem(None, "labels", f"must be an array, got {json_type(items)}")],
+                [_LabelProblem(None, "labels", f"must be an array, got {json_type(items)}")],
             )
         nested = True
     else:
         items, nested = [payload], False
     if not items:
-        raise RequestRejected(422, "no labels", [Problem(None, "labels", "must not be empty")])
+        raise RequestRejected(
+            422, "no labels", [_LabelProblem(None, "labels", "must not be empty")]
+        )
     if len(items) > max_items:
         raise RequestRejected(
             413, f"too many labels: {len(items)}, the limit is {max_items} per request"
@@ -136,13 +141,18 @@ def _parse_label(item: Any, index: int | None) -> tuple[Label | None, list[Probl
     if isinstance(churned, bool):
         churned = int(churned)
     if type(churned) is not int or churned not in (0, 1):
-        problems.append(problem("churned", f"is required: 0, 1, true or false, got {churned!r}"))
+        problems.append(
+            problem("churned", f"is required: 0, 1, true or false, got {_shown(churned)}")
+        )
     record_index = item.get("record_index")
     if record_index is not None and (type(record_index) is not int or record_index < 0):
         problems.append(
-            problem("record_index", f"must be a non-negative integer or null, got {record_index!r}")
+            problem(
+                "record_index",
+                f"must be a non-negative integer or null, got {_shown(record_index)}",
+            )
         )
-    unknown = sorted(set(item) - {"request_id", "churned", "record_index"})
+    unknown = sorted(str(name)[:_MAX_SHOWN_FIELD] for name in set(item) - _LABEL_FIELDS)
     if unknown:
         problems.extend(problem(name, "unknown field") for name in unknown)
     if problems:

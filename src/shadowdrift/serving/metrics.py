@@ -24,6 +24,11 @@ and latencies per endpoint):
 ``model_info{role,model_version,run_id,...}`` 1 for the loaded models (0 after a reload)
 ``feedback_records_total``                    ground-truth labels accepted by /feedback
 ``reloads_total{outcome}``                    POST /reload: ok, failed
+``refused_requests_total{reason}``            refused before the service: overloaded (503),
+                                              rate_limited (429), too_large (413),
+                                              unsupported_media_type (415), shutting_down (503)
+``challenger_circuit_state{state}``           1 for the breaker's state (closed, open, half_open)
+``challenger_circuit_transitions_total{to}``  breaker transitions by new state
 ==========================================  =====================================================
 """
 
@@ -52,6 +57,7 @@ LATENCY_BUCKETS = (
     1.0,
     2.5,
 )
+CIRCUIT_STATES = ("closed", "open", "half_open")
 DIFFERENCE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 
@@ -165,6 +171,25 @@ class ServingMetrics:
         )
         self.feedback = Counter("feedback_records_total", "Ground-truth labels accepted", **common)
         self.reloads = Counter("reloads_total", "Model reloads", ["outcome"], **common)
+        self.refused = Counter(
+            "refused_requests_total",
+            "Requests refused before the service (admission, rate limit, size, type, shutdown)",
+            ["reason"],
+            **common,
+        )
+        self.circuit_state = Gauge(
+            "challenger_circuit_state",
+            "The challenger's circuit breaker: 1 for its current state (per worker)",
+            ["state"],
+            multiprocess_mode="liveall",
+            **common,
+        )
+        self.circuit_transitions = Counter(
+            "challenger_circuit_transitions_total",
+            "Circuit breaker transitions, by the state entered",
+            ["to"],
+            **common,
+        )
         self._info_labels: dict[str, tuple[str, ...]] = {}
         self._children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
 
@@ -214,6 +239,15 @@ class ServingMetrics:
         for state in ("appended", "flushed", "buffered", "dropped", "rejected"):
             self.log_records.labels(state).set(getattr(stats, f"records_{state}"))
         self.log_flush_errors.set(stats.flush_errors)
+
+    def refused_request(self, reason: str) -> None:
+        self.refused.labels(reason).inc()
+
+    def breaker_state(self, state: str, *, changed: bool = True) -> None:
+        for name in CIRCUIT_STATES:
+            self.circuit_state.labels(name).set(1 if name == state else 0)
+        if changed:
+            self.circuit_transitions.labels(state).inc()
 
     def loaded(self, role: str, labels: tuple[str, ...] | None) -> None:
         """Mark the model now serving ``role`` (``labels`` None: no model in that role)."""

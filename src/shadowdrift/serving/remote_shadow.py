@@ -6,7 +6,7 @@ from a background task on the event loop and never awaits it on the answer's pat
 shared with the challenger, but every request pays for serialising the records and for an
 HTTP round trip over a Unix socket, in the worker's event loop.
 
-Same guarantees as the thread runner: bounded (at most ``max_in_flight`` calls and
+Same guarantees as the thread runner (the circuit breaker too): bounded (at most ``max_in_flight`` calls and
 ``queue_records`` records outstanding; beyond that a job is shed at once), errors and timeouts
 end as ``failed``, every job reaches ``finish`` exactly once, also at shutdown.
 """
@@ -21,12 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from shadowdrift.serving.circuit_breaker import CircuitBreaker
 from shadowdrift.serving.shadow import (
     FAILED,
     OK,
     QUEUED,
     SAMPLED_OUT,
     SHED,
+    SKIPPED,
     FinishCallback,
     ShadowJob,
     ShadowResult,
@@ -50,9 +52,11 @@ class RemoteShadow:
         timeout_s: float = 10.0,
         sample_rate: float = 1.0,
         rng: random.Random | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._finish = finish
         self._client = client
+        self.breaker = breaker
         self.queue_records = queue_records
         self.max_in_flight = max_in_flight
         self.timeout_s = timeout_s
@@ -61,7 +65,7 @@ class RemoteShadow:
         self._tasks: set[asyncio.Task[None]] = set()
         self._records = 0
         self._accepting = True
-        self.counts = {OK: 0, SHED: 0, FAILED: 0, SAMPLED_OUT: 0}
+        self.counts = {OK: 0, SHED: 0, FAILED: 0, SAMPLED_OUT: 0, SKIPPED: 0}
         self.last_model_version: str | None = None
         self._errors_logged = 0
 
@@ -80,6 +84,9 @@ class RemoteShadow:
         ):
             self._complete(job, ShadowResult(SHED, reason="too many calls in flight"))
             return SHED
+        if self.breaker is not None and not self.breaker.allow():
+            self._complete(job, ShadowResult(SKIPPED, reason="circuit open"))
+            return SKIPPED
         self._records += len(job)
         task = asyncio.get_running_loop().create_task(self._call(job))
         self._tasks.add(task)
@@ -101,6 +108,8 @@ class RemoteShadow:
             job.model_version = str(answer["model_version"])
             self.last_model_version = job.model_version
             result = ShadowResult(OK, probability, labels, latency_ms)
+            if self.breaker is not None:
+                self.breaker.success()
         except asyncio.CancelledError:
             result = ShadowResult(SHED, reason="shutdown")
         except Exception as exc:
@@ -111,6 +120,8 @@ class RemoteShadow:
                     "Challenger service call failed (%d so far): %s", self._errors_logged, exc
                 )
             result = ShadowResult(FAILED, latency_ms=latency_ms, reason=str(exc))
+            if self.breaker is not None:
+                self.breaker.failure(f"{type(exc).__name__}: {exc}")
         finally:
             self._records -= len(job)
         self._complete(job, result)

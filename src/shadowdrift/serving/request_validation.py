@@ -6,9 +6,10 @@ the ``serving.request`` policy; nothing about the features is written here. Per 
 * every feature is required (a missing key is an error);
 * numeric features take JSON numbers (not booleans, not strings), finite, integral for
   ``dtype: int``, inside ``[min, max]``;
-* categorical features take strings, or JSON booleans / integers where the schema lists
-  booleans / integers (they become canonical text, ``shadowdrift.value_types``, also in the
-  prediction log); a value outside ``values`` is *unseen*: accepted and
+* categorical features take strings of at most ``max_string_length`` characters, or JSON
+  booleans / integers where the schema lists booleans / integers (they become canonical text,
+  ``shadowdrift.value_types``, also in the prediction log); a value outside ``values`` is
+  *unseen*: accepted and
   counted (policy ``unseen_categories: accept``, the default, so drift monitoring sees it in
   the prediction log; the models code it as unknown) or rejected (``reject``);
 * ``null`` for a feature: accepted as missing if the schema declares it nullable or the policy
@@ -146,7 +147,10 @@ def json_type(value: Any) -> str:  # noqa: PLR0911  (one answer per JSON type)
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print
+        return f"an integer of {value.bit_length()} bits"
     return text if len(text) <= _MAX_SHOWN_VALUE else text[: _MAX_SHOWN_VALUE - 3] + "..."
 
 
@@ -171,19 +175,25 @@ def _wrong_kind(value: Any, spec: _CategoricalSpec) -> str:
 COLUMNAR_MIN_RECORDS = 16
 
 _ID_KINDS = frozenset({str, int, type(None)})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _fitting_texts(ids: list[Any]) -> bool:
     """Every string id holds 1 to ``_MAX_ID_LENGTH`` characters."""
     lengths = [len(entity) for entity in ids if type(entity) is str]
+    numbers = [entity for entity in ids if type(entity) is int]
+    if numbers and not _INT64_MIN <= min(numbers) <= max(numbers) <= _INT64_MAX:
+        return False
     return not lengths or (min(lengths) > 0 and max(lengths) <= _MAX_ID_LENGTH)
 
 
 def _id_problem(entity: Any) -> str | None:
     """Why ``entity`` is not an acceptable id (None if it is, or if there is none)."""
     kind = type(entity)
-    if entity is None or kind is int:
+    if entity is None or (kind is int and _INT64_MIN <= entity <= _INT64_MAX):
         return None
+    if kind is int:
+        return "must fit in 64 bits"
     if kind is not str:
         return f"must be a string or an integer, got {json_type(entity)} {_shown(entity)}"
     if not 0 < len(entity) <= _MAX_ID_LENGTH:
@@ -260,6 +270,7 @@ class RequestValidator:
         self._features_of = itemgetter(*names) if len(names) >= 2 else None
         self._reject_unknown = policy.unknown_fields == REJECT
         self._reject_unseen = policy.unseen_categories == REJECT
+        self._max_string = policy.max_string_length
         n_numeric = len(self._numeric)
         self._rank_categorical = n_numeric
         self._rank_id = n_numeric + len(self._categorical)
@@ -406,7 +417,7 @@ class RequestValidator:
                     )
                 else:
                     message = "unknown field: not a feature, id or timestamp of the schema"
-                found.append((index, -1, str(key), message))
+                found.append((index, -1, str(key)[:_MAX_SHOWN_VALUE], message))
 
     def _ids_and_times(
         self,
@@ -470,10 +481,17 @@ class RequestValidator:
             return "is required"
         return f"must be a number, got {json_type(value)} {_shown(value)}"
 
-    def _categorical_problem(self, value: Any, spec: _CategoricalSpec) -> str | None:
+    def _categorical_problem(self, value: Any, spec: _CategoricalSpec) -> str | None:  # noqa: PLR0911
         """Why ``value`` is not acceptable for a categorical feature (None if it is)."""
         if type(value) is str:
-            if value in spec.allowed or not self._reject_unseen:
+            if value in spec.allowed:
+                return None
+            if len(value) > self._max_string:
+                return (
+                    f"must hold at most {self._max_string} characters "
+                    f"(serving.request.max_string_length), got {len(value)}"
+                )
+            if not self._reject_unseen:
                 return None
             return f"{_shown(value)} is not an allowed value; allowed: {list(spec.listed)}"
         if value is None:
@@ -512,7 +530,7 @@ class RequestValidator:
                 value = record.get(spec.name, MISSING)
                 if type(value) is str:
                     if value not in spec.allowed:
-                        if self._reject_unseen:
+                        if self._reject_unseen or len(value) > self._max_string:
                             found.append(
                                 (
                                     index,
@@ -630,13 +648,14 @@ class RequestValidator:
             outside = [k for k, value in enumerate(column) if value not in allowed]
             if self._reject_unseen:
                 return outside
-            unseen[spec.name] = unseen.get(spec.name, 0) + len(outside)
-            return []
+            too_long = [k for k in outside if len(column[k]) > self._max_string]
+            unseen[spec.name] = unseen.get(spec.name, 0) + len(outside) - len(too_long)
+            return too_long
         bad = []
         for k, value in enumerate(column):
             if type(value) is str:
                 if value not in spec.allowed:
-                    if self._reject_unseen:
+                    if self._reject_unseen or len(value) > self._max_string:
                         bad.append(k)
                     else:
                         unseen[spec.name] = unseen.get(spec.name, 0) + 1

@@ -5,7 +5,9 @@
 
 Routes: ``POST /predict``, ``POST /feedback``, ``POST /reload`` (BentoML APIs), ``GET
 /model_info`` (a mounted Starlette route), and BentoML's own ``/healthz``, ``/livez``,
-``/readyz`` (false until the models are loaded) and ``/metrics``.
+``/readyz`` (false until the models are loaded) and ``/metrics``. ``RequestGuard``
+(``http_guard.py``) stands in front of all of them: body size, content type, admission, rate
+limit and the drain after SIGTERM.
 
 This module is imported by BentoML's arbiter process too (to read the worker count); it keeps
 its module-level imports light and creates everything heavy (models, log writers, the shadow
@@ -32,6 +34,7 @@ from starlette.routing import Route
 
 import shadowdrift  # noqa: F401  (telemetry switches)
 from shadowdrift.serving.config import ServingSettings, load_serving_settings
+from shadowdrift.serving.http_guard import GuardState, RequestGuard, SigtermDrain, TokenBuckets
 
 if t.TYPE_CHECKING:
     from shadowdrift.serving.core import Reply, ServingCore
@@ -119,37 +122,29 @@ def _response(reply: Reply, ctx: bentoml.Context | None = None) -> Response:
     )
 
 
-class BodySizeLimit:
-    """Refuse ``POST`` bodies above ``max_bytes`` (by Content-Length) before they are read: 413."""
-
-    def __init__(self, app: t.Any, max_bytes: int, paths: tuple[str, ...]) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.paths = paths
-
-    async def __call__(self, scope: t.Any, receive: t.Any, send: t.Any) -> None:
-        if scope["type"] == "http" and scope.get("path") in self.paths:
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                    response = JSONResponse(
-                        {
-                            "error": f"request body of {int(value)} bytes exceeds the limit of "
-                            f"{self.max_bytes} (serving.request.max_body_bytes); split the batch"
-                        },
-                        status_code=413,
-                    )
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-
 async def model_info_route(request: Request) -> Response:
-    """``GET /model_info``: versions, aliases, run ids, load time, shadow and log state."""
+    """``GET /model_info``: versions, aliases, run ids, load time, shadow and log state.
+
+    File paths and process ids only with ``Authorization: Bearer <reload token>``.
+    """
     service = bentoml.get_current_service()
     core = getattr(service, "core", None)
     if core is None:
         return JSONResponse({"ready": False, "error": "service is starting"}, status_code=503)
-    return Response(_dumps(core.model_info()), status_code=200, media_type=JSON)
+    private = _token_matches(request.headers.get("authorization", ""))
+    info = core.model_info(private=private)
+    info["admission"] = GUARD_STATE.snapshot()
+    return Response(_dumps(info), status_code=200, media_type=JSON)
+
+
+def _token_matches(authorization: str) -> bool:
+    expected = SETTINGS.reload_token_value()
+    scheme, _, token = authorization.partition(" ")
+    return (
+        expected is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(token.strip().encode(), expected.encode())
+    )
 
 
 def _dumps(body: t.Any) -> bytes:
@@ -157,6 +152,36 @@ def _dumps(body: t.Any) -> bytes:
 
     return orjson.dumps(body, default=str)
 
+
+MODEL_INFO_OPENAPI = {
+    "get": {
+        "tags": ["Service APIs"],
+        "summary": "What is loaded, shadow, log and admission state",
+        "description": "File paths and process ids only with Authorization: Bearer <reload token>.",
+        "operationId": "shadowdrift__model_info",
+        "parameters": [
+            {
+                "name": "Authorization",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "Models loaded",
+                "content": {JSON: {"schema": {"type": "object"}}},
+            },
+            "503": {
+                "description": "Still starting",
+                "content": {JSON: {"schema": {"type": "object"}}},
+            },
+        },
+    }
+}
+
+# This worker's admission state: the guard middleware (below) and /model_info share it.
+GUARD_STATE = GuardState(SETTINGS.admission.max_in_flight, SETTINGS.admission.retry_after_s)
 
 extra_routes = Starlette(routes=[Route("/model_info", model_info_route, methods=["GET"])])
 
@@ -207,6 +232,8 @@ class ChallengerService:
     workers=SETTINGS.workers,
     threads=SETTINGS.threads,
     traffic={"timeout": SETTINGS.timeout_s},
+    # the default of `bentoml serve` without --host (BentoML's own default is 0.0.0.0)
+    http={"host": SETTINGS.host},
     # BentoML's access log writes a line per request; the prediction log already records
     # every scored request, and /metrics counts all of them (serving.access_log to turn it on)
     logging={"access": {"enabled": SETTINGS.access_log}},
@@ -228,6 +255,9 @@ class ChurnService:
         from shadowdrift.serving.core import ServingCore
         from shadowdrift.serving.metrics import ServingMetrics
 
+        # BentoML configures logging with the root at WARNING; the service's own operational
+        # lines (models loaded, circuit breaker, drain) follow BentoML's level (--quiet, --debug)
+        logging.getLogger("shadowdrift").setLevel(logging.getLogger("bentoml").getEffectiveLevel())
         self._limit_threads()
         # The request thread shares the GIL with the shadow and log-flush threads. Python's
         # default 5 ms switch interval lets them hold it for whole bursts while an answer
@@ -235,6 +265,10 @@ class ChurnService:
         # (docs/serving.md).
         sys.setswitchinterval(SETTINGS.gil_switch_interval_s)
         self.metrics = ServingMetrics()
+        GUARD_STATE.on_refused = self.metrics.refused_request
+        # created in the worker's event loop, in the main thread, after uvicorn set its handler
+        if not SigtermDrain(GUARD_STATE, SETTINGS.shutdown_drain_s).install():
+            logger.warning("SIGTERM drain not installed (not the main thread)")
         self.core: ServingCore = ServingCore(
             SETTINGS, metrics=self.metrics, start_shadow=not SHADOW_SERVICE
         )
@@ -247,8 +281,9 @@ class ChurnService:
                 _ChallengerClient(self),
                 queue_records=shadow.queue_records,
                 max_in_flight=shadow.service_max_in_flight,
-                timeout_s=shadow.max_delay_s,
+                timeout_s=min(shadow.max_delay_s, shadow.call_timeout_s),
                 sample_rate=shadow.sample_rate,
+                breaker=self.core.breaker,
             )
         from concurrent.futures import ThreadPoolExecutor
 
@@ -400,13 +435,18 @@ class ChurnService:
         from shadowdrift.serving.config import RELOAD_SOURCES
         from shadowdrift.serving.core import Reply
 
-        denied = self._check_token(ctx.request.headers.get("authorization", ""))
+        denied = _check_token(ctx.request.headers.get("authorization", ""))
         if denied is not None:
             return _response(denied, ctx)  # type: ignore[return-value]
         if source not in RELOAD_SOURCES:
+            shown = repr(source)[:80]
             return _response(  # type: ignore[return-value]
                 Reply(
-                    422, {"error": f"source must be one of {list(RELOAD_SOURCES)}, got {source!r}"}
+                    422,
+                    {
+                        "error": f"source must be one of {list(RELOAD_SOURCES)}, got {shown}",
+                        "detail": [{"loc": ["source"], "msg": "unknown reload source"}],
+                    },
                 ),
                 ctx,
             )
@@ -421,29 +461,6 @@ class ChurnService:
             )
         return _response(Reply(200, _model_info_json(self.core)), ctx)  # type: ignore[return-value]
 
-    def _check_token(self, authorization: str) -> Reply | None:
-        from shadowdrift.serving.core import Reply
-
-        expected = SETTINGS.reload_token_value()
-        if expected is None:
-            return Reply(
-                403,
-                {
-                    "error": "reload is disabled: set the environment variable "
-                    f"{SETTINGS.reload_token_env} (or serving.reload.token) and restart"
-                },
-            )
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), expected.encode()
-        ):
-            return Reply(
-                401,
-                {"error": "missing or wrong token: send Authorization: Bearer <token>"},
-                {"WWW-Authenticate": "Bearer"},
-            )
-        return None
-
     @bentoml.on_shutdown
     async def shutdown(self) -> None:
         """Let the shadow finish (or shed) its queue, then flush and close both logs."""
@@ -453,6 +470,27 @@ class ChurnService:
             await drain(SETTINGS.shadow.shutdown_grace_s)
         await asyncio.to_thread(self._batch_pool.shutdown, True)
         await asyncio.to_thread(self.core.close)
+
+
+def _check_token(authorization: str) -> Reply | None:
+    from shadowdrift.serving.core import Reply
+
+    expected = SETTINGS.reload_token_value()
+    if expected is None:
+        return Reply(
+            403,
+            {
+                "error": "reload is disabled: set the environment variable "
+                f"{SETTINGS.reload_token_env} (or serving.reload.token) and restart"
+            },
+        )
+    if not _token_matches(authorization):
+        return Reply(
+            401,
+            {"error": "missing or wrong token: send Authorization: Bearer <token>"},
+            {"WWW-Authenticate": "Bearer"},
+        )
+    return None
 
 
 class _ChallengerClient:
@@ -485,8 +523,41 @@ def _model_info_json(core: ServingCore) -> t.Any:
     return orjson.loads(_dumps(core.model_info()))
 
 
-ChurnService.add_asgi_middleware(
-    BodySizeLimit,
-    max_bytes=SETTINGS.request.max_body_bytes,
-    paths=("/predict", "/feedback"),
-)
+class _GuardedService(type(ChurnService)):  # type: ignore[misc]
+    """BentoML's service object, with ``RequestGuard`` in front of its whole ASGI app.
+
+    In front of BentoML's own middlewares too (``add_asgi_middleware`` puts a middleware
+    behind them): BentoML's timeout middleware runs each request in a task of its own, so only
+    from out here does the in-flight count see the requests queued in the worker, and a
+    refusal costs no tracing span, metrics update or task. ``__slots__ = ()`` keeps the layout
+    of BentoML's (slotted) class, so the object can change its class in place.
+    """
+
+    __slots__ = ()
+
+    @property
+    def openapi_spec(self) -> t.Any:
+        """BentoML's OpenAPI document with ``GET /model_info`` (a mounted route) added."""
+        from bentoml._internal.service.openapi.specification import PathItem
+        from bentoml._internal.utils.cattr import bentoml_cattr
+
+        spec = super().openapi_spec
+        spec.paths["/model_info"] = bentoml_cattr.structure(MODEL_INFO_OPENAPI, PathItem)
+        return spec
+
+    def to_asgi(self, is_main: bool = True) -> t.Any:
+        rate_limit = SETTINGS.rate_limit
+        return RequestGuard(
+            super().to_asgi(is_main),
+            state=GUARD_STATE,
+            max_body_bytes=SETTINGS.request.max_body_bytes,
+            rate_limit=(
+                TokenBuckets(rate_limit.requests_per_s, rate_limit.burst, rate_limit.max_clients)
+                if rate_limit.enabled
+                else None
+            ),
+            client_header=rate_limit.header,
+        )
+
+
+ChurnService.__class__ = _GuardedService

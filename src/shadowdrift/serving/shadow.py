@@ -16,10 +16,14 @@ Guarantees:
   shed instead of scored (the log is not held up indefinitely);
 * ``sample_rate`` < 1 sends a share of requests only (``sampled_out`` otherwise);
 * every offered job reaches ``finish`` exactly once, also on ``stop`` (``shed`` if the grace
-  period runs out), so every record is logged.
+  period runs out), so every record is logged;
+* with a ``CircuitBreaker``: after its number of consecutive failed or timed-out calls (a call
+  longer than ``call_timeout_s``) the challenger is not called for its cool-down and the jobs
+  end as ``skipped``; then one call probes it.
 
-The champion's handler and this thread share the GIL; docs/serving.md measures the cost and
-compares it with running the challenger in a separate BentoML service.
+The scorer is the challenger's ``FastScorer`` (``mode: thread``: it shares the worker's GIL) or
+a ``ChallengerProcess`` (``mode: process``, the default: the same calls, answered by a child
+process). docs/serving.md measures both and the separate BentoML service.
 """
 
 from __future__ import annotations
@@ -35,12 +39,15 @@ from typing import Any
 
 import numpy as np
 
+from shadowdrift.serving.circuit_breaker import CircuitBreaker
+
 logger = logging.getLogger(__name__)
 
 OK = "ok"
 SHED = "shed"
 FAILED = "failed"
 SAMPLED_OUT = "sampled_out"
+SKIPPED = "skipped"
 QUEUED = "queued"
 
 
@@ -89,8 +96,12 @@ class ShadowRunner:
         sample_rate: float = 1.0,
         rng: random.Random | None = None,
         on_queue_change: Callable[[int], None] | None = None,
+        breaker: CircuitBreaker | None = None,
+        call_timeout_s: float | None = None,
     ) -> None:
         self._finish = finish
+        self.breaker = breaker
+        self.call_timeout_s = call_timeout_s
         self.queue_records = queue_records
         self.max_batch_records = max_batch_records
         self.max_delay_s = max_delay_s
@@ -104,9 +115,11 @@ class ShadowRunner:
         self._condition = threading.Condition()
         self._accepting = True
         self._stopping = False
-        self.counts = {OK: 0, SHED: 0, FAILED: 0, SAMPLED_OUT: 0}
+        self.counts = {OK: 0, SHED: 0, FAILED: 0, SAMPLED_OUT: 0, SKIPPED: 0}
         self._errors_logged = 0
         self._counts_lock = threading.Lock()
+        # scorers of replaced models, closed once no queued job needs them
+        self._retired: list[Any] = []
         self._thread = threading.Thread(target=self._run, name="shadow-challenger", daemon=True)
         self._thread.start()
 
@@ -137,6 +150,24 @@ class ShadowRunner:
         self._queue_changed()
         return QUEUED
 
+    def retire(self, scorer: Any) -> None:
+        """Close ``scorer`` (if it has ``close``) once no queued job uses it any more."""
+        if hasattr(scorer, "close"):
+            with self._condition:
+                self._retired.append(scorer)
+                self._condition.notify()
+
+    def _close_retired(self) -> None:
+        with self._condition:
+            in_use = {id(job.scorer) for job in self._queue}
+            done = [s for s in self._retired if id(s) not in in_use]
+            self._retired = [s for s in self._retired if id(s) in in_use]
+        for scorer in done:
+            try:
+                scorer.close()
+            except Exception:
+                logger.exception("Closing a replaced challenger failed")
+
     def stop(self, grace_s: float = 5.0) -> None:
         """Stop accepting; let the queue drain for ``grace_s``; shed what is left; join."""
         with self._condition:
@@ -154,6 +185,7 @@ class ShadowRunner:
         if left:
             self._complete([(job, ShadowResult(SHED, reason="shutdown")) for job in left])
         self._thread.join(timeout=max(1.0, grace_s))
+        self._close_retired()
         if self._thread.is_alive():
             logger.warning(
                 "Shadow thread still busy after %.1f s; its last job may be lost", grace_s
@@ -163,11 +195,17 @@ class ShadowRunner:
     # -- the thread ------------------------------------------------------------------------
 
     def _take(self) -> list[ShadowJob] | None:
+        if self._retired:
+            self._close_retired()
         with self._condition:
             while not self._queue and not self._stopping:
                 self._condition.wait()
+                if self._retired and not self._queue:
+                    break
             if self._stopping and not self._queue:
                 return None
+            if not self._queue:
+                return []
             # Gather for a moment: one challenger call for many requests costs about as much as
             # for one, and every call competes with the answers for the GIL.
             deadline = self._queue[0].enqueued_at + self.batch_wait_s
@@ -193,6 +231,8 @@ class ShadowRunner:
             jobs = self._take()
             if jobs is None:
                 return
+            if not jobs:
+                continue
             try:
                 self._process(jobs)
             except Exception:  # never let the thread die: every job must be finished
@@ -220,6 +260,10 @@ class ShadowRunner:
             self._score(group)
 
     def _score(self, jobs: list[ShadowJob]) -> None:
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
+            self._complete([(job, ShadowResult(SKIPPED, reason="circuit open")) for job in jobs])
+            return
         scorer = jobs[0].scorer
         numeric = jobs[0].numeric if len(jobs) == 1 else np.vstack([j.numeric for j in jobs])
         categorical = (
@@ -243,6 +287,8 @@ class ShadowRunner:
         except Exception as exc:
             latency_ms = (time.perf_counter() - started) * 1000.0
             self._log_error(exc)
+            if breaker is not None:
+                breaker.failure(f"{type(exc).__name__}: {exc}")
             self._complete(
                 [
                     (job, ShadowResult(FAILED, latency_ms=latency_ms, reason=str(exc)))
@@ -251,6 +297,13 @@ class ShadowRunner:
             )
             return
         latency_ms = (time.perf_counter() - started) * 1000.0
+        if breaker is not None:
+            if self.call_timeout_s is not None and latency_ms > 1000.0 * self.call_timeout_s:
+                # the answer is good and is logged; its slowness still counts against the
+                # challenger (a thread cannot be stopped mid-call)
+                breaker.failure(f"a call took {latency_ms / 1000:.1f} s (call_timeout_s)")
+            else:
+                breaker.success()
         finished = []
         start = 0
         for job in jobs:
