@@ -272,7 +272,7 @@ def test_the_switch_has_no_downtime_and_the_log_follows_it(story):
 def test_the_new_champion_is_better_on_post_drift_data(story):
     reference = story["post_drift_reference"]
     y = reference["churned"].to_numpy()
-    new_p = np.array([p["churn_probability"] for p in story["post_drift_answer"]["predictions"]])
+    new_p = np.array([p["probability"] for p in story["post_drift_answer"]["predictions"]])
     with mlflow_at(f"sqlite:///{story['project']}/data/06_models/mlflow.db"):
         old = load_churn_model(f"models:/{MODEL}/{story['first_champion']}")
     old_p = old.predict_probability(reference)

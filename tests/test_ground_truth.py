@@ -14,7 +14,7 @@ def _log(rows: list[tuple[str, int]]) -> pd.DataFrame:
 
 
 def _labels(rows: list[tuple[str, int | None, int, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["request_id", "record_index", "churned", "received_at"])
+    frame = pd.DataFrame(rows, columns=["request_id", "record_index", "label", "received_at"])
     frame["record_index"] = frame["record_index"].astype("Int64")
     frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
     return frame
@@ -52,7 +52,7 @@ def test_as_of_ignores_labels_received_later():
 
 
 def test_a_table_without_the_label_columns_is_named_in_the_error():
-    with pytest.raises(ValueError, match="churned"):
+    with pytest.raises(ValueError, match="label"):
         feedback_labels(_log([("a", 0)]), pd.DataFrame({"request_id": ["a"]}))
 
 
@@ -60,7 +60,7 @@ def test_the_catalog_dataset_reads_no_directory_as_no_labels(tmp_path):
     from shadowdrift.datasets import GroundTruthDataset
 
     labels = GroundTruthDataset(str(tmp_path / "not_yet")).load()
-    assert labels.empty and {"request_id", "record_index", "churned"} <= set(labels.columns)
+    assert labels.empty and {"request_id", "record_index", "label"} <= set(labels.columns)
     log = _log([("a", 0)])
     assert np.isnan(feedback_labels(log, labels).iloc[0])
 
@@ -104,3 +104,41 @@ def test_feedback_joins_the_same_on_pandas_and_on_dask(base_params):
     by_key = expected.set_index(key)["churned"]
     assert by_key[("r0", 1)] == 0 and by_key[("r1", 2)] == 0 and by_key[("r9", 3)] == 0
     assert by_key[("r1", 0)] == 1 and np.isnan(by_key[("r8", 0)])
+
+
+def test_feedback_labels_follow_the_schemas_positive_class():
+    from shadowdrift.serving.feedback import parse_labels
+    from shadowdrift.serving.request_validation import RequestRejected
+
+    items = [{"request_id": "r", "label": "yes"}, {"request_id": "r", "label": "no"}]
+    labels = parse_labels({"labels": items}, 10, positive_class="yes")
+    assert [label.label for label in labels] == [1, 0]
+    # a number for a yes/no target is refused, not read as "not yes"
+    with pytest.raises(RequestRejected) as caught:
+        parse_labels({"request_id": "r", "label": 1}, 10, positive_class="yes")
+    assert "'yes' for the positive class" in caught.value.problems[0].message
+    assert parse_labels({"request_id": "r", "label": True}, 10)[0].label == 1
+
+
+def test_ground_truth_files_that_call_the_label_churned_are_still_read(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from shadowdrift.serving.feedback import read_ground_truth
+
+    day = tmp_path / "date=2026-01-01"
+    day.mkdir()
+    earlier = pa.table(
+        {
+            "request_id": ["r1"],
+            "record_index": pa.array([0], pa.int64()),
+            "churned": pa.array([1], pa.int64()),
+            "received_at": pa.array(
+                [pd.Timestamp("2026-01-01", tz="UTC")], pa.timestamp("us", "UTC")
+            ),
+            "source": ["service"],
+        }
+    )
+    pq.write_table(earlier, day / "part-0.parquet")
+    labels = read_ground_truth(tmp_path)
+    assert labels["label"].tolist() == [1]

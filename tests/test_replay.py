@@ -35,7 +35,7 @@ class FakeService:
                 json={
                     "request_id": request_id,
                     "predictions": [
-                        {"churn_probability": 0.5, "model_version": "7"} for _ in body["records"]
+                        {"probability": 0.5, "model_version": "7"} for _ in body["records"]
                     ],
                 },
             )
@@ -87,7 +87,7 @@ def test_ground_truth_follows_each_answer_after_the_delay():
         for label in labels:
             assert at - answered[label["request_id"]] >= 0.3
     by_key = {
-        (label["request_id"], label["record_index"]): label["churned"]
+        (label["request_id"], label["record_index"]): label["label"]
         for _, labels in service.feedback
         for label in labels
     }

@@ -131,9 +131,9 @@ def test_bentoml_build_offline_and_serve_the_bento(tmp_path):
         assert body["request_id"] == "bento-1"
         assert body["model_version"] == report["registry_version"]
         (prediction,) = body["predictions"]
-        assert 0.0 <= prediction["churn_probability"] <= 1.0
+        assert 0.0 <= prediction["probability"] <= 1.0
         assert prediction["model_version"] == report["registry_version"]
-        assert prediction["churn_label"] in (0, 1)
+        assert prediction["label"] in (0, 1)
         # the Bento serves the champion it pinned at build time, the one packaging imported
         info = httpx.get(f"{url}/model_info", timeout=30).json()
         assert info["champion"]["bento_tag"] == report["bento_tag"]

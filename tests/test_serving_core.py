@@ -125,11 +125,11 @@ def test_answers_match_the_champion_and_carry_version_and_request_id(harness):
     assert body["request_id"] == "client-req-7" and body["model_version"] == "1"
     champion = tiny_models()["gbm"]
     expected = champion.predict_probability(frame)
-    got = np.array([p["churn_probability"] for p in body["predictions"]])
+    got = np.array([p["probability"] for p in body["predictions"]])
     assert np.array_equal(got, expected)
-    assert [p["churn_label"] for p in body["predictions"]] == (
-        expected >= champion.threshold
-    ).astype(int).tolist()
+    assert [p["label"] for p in body["predictions"]] == (expected >= champion.threshold).astype(
+        int
+    ).tolist()
     assert {(p["request_id"], p["model_version"]) for p in body["predictions"]} == {
         ("client-req-7", "1")
     }
@@ -207,7 +207,7 @@ def test_every_record_is_logged_with_inputs_and_both_models(harness):
     part = log[log["request_id"] == "req-a"].reset_index(drop=True)
     assert part["record_index"].tolist() == list(range(20))
     assert np.array_equal(
-        part["champion_probability"], [p["churn_probability"] for p in first["predictions"]]
+        part["champion_probability"], [p["probability"] for p in first["predictions"]]
     )
     assert (part["champion_model_version"] == "1").all() and (part["champion_latency_ms"] > 0).all()
     assert (log["challenger_status"] == "ok").all()
@@ -255,7 +255,7 @@ def test_batches_are_logged_column_by_column_like_single_records(harness):
     ]
     pd.testing.assert_frame_equal(as_batch[same], singly[same])
     assert as_batch["champion_probability"].tolist() == [
-        p["churn_probability"] for p in batch["predictions"]
+        p["probability"] for p in batch["predictions"]
     ]
     # torch differs in the last bits between batch sizes
     np.testing.assert_allclose(
@@ -384,28 +384,28 @@ def test_shadow_runner_finishes_every_job_once_even_at_shutdown():
 def test_feedback_is_stored_and_joinable_by_request_id(harness):
     h = harness()
     rid = h.core.predict([record(), record()]).json()["request_id"]
-    assert h.core.feedback({"request_id": rid, "record_index": 1, "churned": 1}).status == 200
+    assert h.core.feedback({"request_id": rid, "record_index": 1, "label": 1}).status == 200
     reply = h.core.feedback(
         {
             "labels": [
-                {"request_id": rid, "churned": False},
-                {"request_id": rid, "record_index": 1, "churned": 0},
+                {"request_id": rid, "label": False},
+                {"request_id": rid, "record_index": 1, "label": 0},
             ]
         }
     )
     assert reply.json() == {"accepted": 2}
-    bad = h.core.feedback({"request_id": rid, "churned": 2, "colour": "x"})
+    bad = h.core.feedback({"request_id": rid, "label": 2, "colour": "x"})
     assert bad.status == 422
-    assert {d["field"] for d in bad.json()["detail"]} == {"churned", "colour"}
+    assert {d["field"] for d in bad.json()["detail"]} == {"label", "colour"}
     assert h.core.feedback({"labels": []}).status == 422
     log = h.close()
     labels = read_ground_truth(h.settings.ground_truth.path)
     assert labels["request_id"].tolist() == [rid] * 3
-    assert labels["churned"].tolist() == [1, 0, 0]
+    assert labels["label"].tolist() == [1, 0, 0]
     assert labels["record_index"].isna().tolist() == [False, True, False]
     latest = read_ground_truth(h.settings.ground_truth.path, latest_only=True)
     joined = log.merge(latest.dropna(subset=["record_index"]), on=["request_id", "record_index"])
-    assert joined["churned"].tolist() == [0]
+    assert joined["label"].tolist() == [0]
     assert metric(h.registry, "shadowdrift_feedback_records_total") == 3
 
 
@@ -434,7 +434,7 @@ def test_the_ground_truth_log_flushes_on_the_shared_thread(tmp_path, monkeypatch
     finally:
         writer.close()
     labels = read_ground_truth(tmp_path)
-    assert labels[["request_id", "churned"]].values.tolist() == [["r1", 1], ["r2", 0]]
+    assert labels[["request_id", "label"]].values.tolist() == [["r1", 1], ["r2", 0]]
     with pytest.raises(RuntimeError, match="closed"):
         writer.append([Label("r3", 1)])
 

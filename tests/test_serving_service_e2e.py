@@ -206,11 +206,11 @@ def test_valid_requests_are_answered_by_the_champion(server):
     champion, _ = load_stored(model_store(server.home).get(info["bento_tag"]))
     frame = first_test_rows(server.project, 200)
     expected = champion.predict_probability(frame)
-    got = np.array([p["churn_probability"] for p in body["predictions"]])
+    got = np.array([p["probability"] for p in body["predictions"]])
     assert np.array_equal(got, expected)
-    assert [p["churn_label"] for p in body["predictions"]] == (
-        expected >= champion.threshold
-    ).astype(int).tolist()
+    assert [p["label"] for p in body["predictions"]] == (expected >= champion.threshold).astype(
+        int
+    ).tolist()
     assert {p["model_version"] for p in body["predictions"]} == {info["model_version"]}
     for one in records[:5]:
         single = server.post("/predict", {"records": one})
@@ -247,10 +247,10 @@ def test_malformed_json_and_oversized_batches_are_4xx(server):
 
 
 def test_feedback_is_accepted_and_checked(server):
-    ok = server.post("/feedback", {"request_id": "e2e-batch-1", "record_index": 3, "churned": 1})
+    ok = server.post("/feedback", {"request_id": "e2e-batch-1", "record_index": 3, "label": 1})
     assert ok.status_code == 200 and ok.json() == {"accepted": 1}
-    bad = server.post("/feedback", {"request_id": "e2e-batch-1", "churned": "yes"})
-    assert bad.status_code == 422 and "churned" in bad.text
+    bad = server.post("/feedback", {"request_id": "e2e-batch-1", "label": "yes"})
+    assert bad.status_code == 422 and "label" in bad.text
 
 
 def test_reload_needs_the_token_and_keeps_serving(server):
@@ -293,7 +293,7 @@ def test_every_scored_request_is_in_the_log_after_shutdown(server):
     assert log.loc[~without_id, "customer_id"].notna().all()
     assert log.loc[without_id, "customer_id"].isna().all()
     labels = read_ground_truth(server.data_root / "data/07_model_output/ground_truth")
-    assert labels[["request_id", "record_index", "churned"]].astype(object).values.tolist() == [
+    assert labels[["request_id", "record_index", "label"]].astype(object).values.tolist() == [
         ["e2e-batch-1", 3, 1]
     ]
     errors = [line for line in server.log_file.read_text().splitlines() if "[ERROR]" in line]

@@ -13,9 +13,9 @@ import pandas as pd
 
 REQUEST_ID = "request_id"
 RECORD_INDEX = "record_index"
-CHURNED = "churned"
+LABEL = "label"
 RECEIVED_AT = "received_at"
-FEEDBACK_COLUMNS = (REQUEST_ID, RECORD_INDEX, CHURNED, RECEIVED_AT)
+FEEDBACK_COLUMNS = (REQUEST_ID, RECORD_INDEX, LABEL, RECEIVED_AT)
 
 
 def _latest(labels: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -54,9 +54,7 @@ def feedback_labels(
     per_request = _latest(labels[labels[RECORD_INDEX].isna()], [REQUEST_ID])
     one = keys.merge(per_record, on=[REQUEST_ID, RECORD_INDEX], how="left")
     whole = keys.merge(per_request.drop(columns=RECORD_INDEX), on=REQUEST_ID, how="left")
-    use_whole = whole[CHURNED].notna() & (
-        one[CHURNED].isna() | (whole[RECEIVED_AT] > one[RECEIVED_AT])
-    )
-    chosen = one[CHURNED].where(~use_whole, whole[CHURNED]).astype(float)
+    use_whole = whole[LABEL].notna() & (one[LABEL].isna() | (whole[RECEIVED_AT] > one[RECEIVED_AT]))
+    chosen = one[LABEL].where(~use_whole, whole[LABEL]).astype(float)
     result[:] = chosen.to_numpy()
     return result

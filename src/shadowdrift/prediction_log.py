@@ -128,7 +128,12 @@ _LEADING_COLUMNS = (
     ColumnSpec(SOURCE, _STRING, False, "'service' (online request) or 'batch' (batch scoring)"),
 )
 _TRAILING_COLUMNS = (
-    ColumnSpec(CHAMPION_PROBABILITY, _FLOAT, False, "champion's churn probability, in [0, 1]"),
+    ColumnSpec(
+        CHAMPION_PROBABILITY,
+        _FLOAT,
+        False,
+        "champion's probability of the positive class, in [0, 1]",
+    ),
     ColumnSpec(CHAMPION_LABEL, _INT, False, "champion's predicted label (0/1)"),
     ColumnSpec(CHAMPION_MODEL_VERSION, _STRING, False, "champion model version"),
     ColumnSpec(CHAMPION_LATENCY_MS, _FLOAT, True, "champion inference time; null only for batch"),

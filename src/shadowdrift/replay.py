@@ -190,7 +190,7 @@ def replay(
                         (
                             time.monotonic() + plan.feedback_delay_s,
                             [
-                                {"request_id": request_id, "record_index": j, "churned": int(y)}
+                                {"request_id": request_id, "record_index": j, "label": int(y)}
                                 for j, y in enumerate(labels[part])
                                 if not pd.isna(y)
                             ],

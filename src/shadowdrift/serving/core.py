@@ -486,8 +486,8 @@ class ServingCore:
                 {
                     "request_id": rid,
                     "record_index": index,
-                    "churn_probability": p,
-                    "churn_label": label,
+                    "probability": p,
+                    "label": label,
                     "model_version": version,
                 }
                 for index, (p, label) in enumerate(zip(probabilities, label_list, strict=True))
@@ -676,7 +676,9 @@ class ServingCore:
 
     def feedback(self, payload: Any) -> Reply:
         try:
-            labels = parse_labels(payload, self.settings.feedback_max_items)
+            labels = parse_labels(
+                payload, self.settings.feedback_max_items, self.schema.positive_class
+            )
         except RequestRejected as exc:
             return self._reject(exc, None, reason="feedback_validation")
         self.ground_truth.append(labels)

@@ -700,7 +700,7 @@ class FastScorer:
     def predict_probability(
         self, numeric: np.ndarray, categorical: Sequence[Sequence[str | None]]
     ) -> np.ndarray:
-        """P(churn) per record, float64."""
+        """P(positive class) per record, float64."""
         if self._preprocessor is None:
             return np.asarray(
                 self.model.predict_probability(self.frame(numeric, categorical)), dtype=np.float64

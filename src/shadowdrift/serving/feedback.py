@@ -12,7 +12,7 @@ column            Arrow type          null?  meaning
 ================  ==================  =====  ==================================================
 ``request_id``    string              no     the ``request_id`` the service answered with
 ``record_index``  int64               yes    record within that request; null: all its records
-``churned``       int64               no     the observed outcome, 0 or 1
+``label``         int64               no     the observed outcome: 1 the positive class, else 0
 ``received_at``   timestamp[us, UTC]  no     when the service accepted the label
 ``source``        string              no     ``service`` (POST /feedback) or ``batch``
 ================  ==================  =====  ==================================================
@@ -20,6 +20,7 @@ column            Arrow type          null?  meaning
 Join: ``prediction_log.merge(labels, on=["request_id", "record_index"])`` after expanding rows
 with a null ``record_index`` to every record of their request; when a record is labelled more
 than once, the latest ``received_at`` wins (``read_ground_truth(..., latest_only=True)``).
+Files written before the column was called ``label`` name it ``churned``; readers take both.
 """
 
 from __future__ import annotations
@@ -53,13 +54,16 @@ from shadowdrift.prediction_log import (
     part_file_name,
 )
 from shadowdrift.serving.request_validation import Problem, RequestRejected, _shown, json_type
+from shadowdrift.value_types import label_of, value_kind
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 METADATA_KEY = b"shadowdrift.ground_truth"
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_LABEL_FIELDS = frozenset({"request_id", "churned", "record_index"})
+_LABEL_FIELDS = frozenset({"request_id", "label", "record_index"})
+# the outcome column's earlier name, still read (files are never rewritten)
+_EARLIER_LABEL_COLUMN = "churned"
 # an unknown field's name is echoed in the error at most this long
 _MAX_SHOWN_FIELD = 100
 
@@ -67,7 +71,7 @@ SCHEMA = pa.schema(
     [
         pa.field("request_id", pa.string(), nullable=False),
         pa.field("record_index", pa.int64(), nullable=True),
-        pa.field("churned", pa.int64(), nullable=False),
+        pa.field("label", pa.int64(), nullable=False),
         pa.field("received_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("source", pa.string(), nullable=False),
     ],
@@ -80,12 +84,16 @@ class Label:
     """One piece of ground truth."""
 
     request_id: str
-    churned: int
+    label: int
     record_index: int | None = None
 
 
-def parse_labels(payload: Any, max_items: int) -> list[Label]:
-    """Labels from a ``/feedback`` body: one object or ``{"labels": [...]}``; 422/413 otherwise."""
+def parse_labels(payload: Any, max_items: int, positive_class: Any = None) -> list[Label]:
+    """Labels from a ``/feedback`` body: one object or ``{"labels": [...]}``; 422/413 otherwise.
+
+    A label is 0/1 or true/false, or, when the schema names a ``positive_class``, a value of
+    the target (the positive class counts as 1, another value as 0).
+    """
     if isinstance(payload, Mapping) and "labels" in payload:
         items = payload["labels"]
         if not isinstance(items, list):
@@ -107,7 +115,7 @@ def parse_labels(payload: Any, max_items: int) -> list[Label]:
         )
     labels, problems = [], []
     for index, item in enumerate(items):
-        label, item_problems = _parse_label(item, index if nested else None)
+        label, item_problems = _parse_label(item, index if nested else None, positive_class)
         problems.extend(item_problems)
         if label is not None:
             labels.append(label)
@@ -121,7 +129,25 @@ def parse_labels(payload: Any, max_items: int) -> list[Label]:
     return labels
 
 
-def _parse_label(item: Any, index: int | None) -> tuple[Label | None, list[Problem]]:
+def _outcome(value: Any, positive_class: Any) -> int | None:
+    """0/1 for a label value, None if it is not one.
+
+    Without a positive class: 0, 1, true or false. With one: a value of the target's own type
+    (the positive class is 1, any other value 0), so that a client sending 1 for a "yes"/"no"
+    target is refused rather than read as "not yes".
+    """
+    if positive_class is None:
+        if isinstance(value, bool) or (type(value) in (int, float) and value in (0, 1)):
+            return int(value)
+        return None
+    if value_kind(value) is None or value_kind(value) != value_kind(positive_class):
+        return None
+    return label_of(value, positive_class)
+
+
+def _parse_label(
+    item: Any, index: int | None, positive_class: Any = None
+) -> tuple[Label | None, list[Problem]]:
     def problem(name: str, message: str) -> Problem:
         return _LabelProblem(index, name, message)
 
@@ -137,12 +163,15 @@ def _parse_label(item: Any, index: int | None) -> tuple[Label | None, list[Probl
                 f"letters, digits, '.', '_', ':', '-'), got {json_type(request_id)}",
             )
         )
-    churned = item.get("churned")
-    if isinstance(churned, bool):
-        churned = int(churned)
-    if type(churned) is not int or churned not in (0, 1):
+    outcome = _outcome(item.get("label"), positive_class)
+    if outcome is None:
+        expected = (
+            f"the target's value ({positive_class!r} for the positive class)"
+            if positive_class is not None
+            else "0, 1, true or false"
+        )
         problems.append(
-            problem("churned", f"is required: 0, 1, true or false, got {_shown(churned)}")
+            problem("label", f"is required: {expected}, got {_shown(item.get('label'))}")
         )
     record_index = item.get("record_index")
     if record_index is not None and (type(record_index) is not int or record_index < 0):
@@ -157,7 +186,7 @@ def _parse_label(item: Any, index: int | None) -> tuple[Label | None, list[Probl
         problems.extend(problem(name, "unknown field") for name in unknown)
     if problems:
         return None, problems
-    return Label(request_id, churned, record_index), []
+    return Label(request_id, outcome, record_index), []
 
 
 class _LabelProblem(Problem):
@@ -254,7 +283,7 @@ class GroundTruthWriter:
             [
                 pa.array([label.request_id for _, label in entries], pa.string()),
                 pa.array([label.record_index for _, label in entries], pa.int64()),
-                pa.array([label.churned for _, label in entries], pa.int64()),
+                pa.array([label.label for _, label in entries], pa.int64()),
                 pa.array([ns // 1000 for ns, _ in entries], pa.int64()).cast(
                     SCHEMA.field("received_at").type
                 ),
@@ -296,7 +325,11 @@ def read_ground_truth(path: str | os.PathLike[str], *, latest_only: bool = False
         tables = []
         for file in files:
             with pq.ParquetFile(file) as part:
-                tables.append(part.read().cast(SCHEMA))
+                table = part.read()
+            if _EARLIER_LABEL_COLUMN in table.column_names:
+                names = ["label" if n == _EARLIER_LABEL_COLUMN else n for n in table.column_names]
+                table = table.rename_columns(names)
+            tables.append(table.cast(SCHEMA))
         frame = pa.concat_tables(tables).to_pandas()
     frame["record_index"] = frame["record_index"].astype("Int64")
     frame = frame.sort_values("received_at", kind="stable").reset_index(drop=True)

@@ -11,7 +11,7 @@ and latencies per endpoint):
 ``model_requests_total{role,model_version}``  scoring calls per model (role: champion, challenger)
 ``model_records_total{role,model_version}``   records scored per model
 ``model_latency_seconds{role}``               inference time per call (histogram)
-``prediction_probability{role}``              churn probabilities (histogram, 20 buckets)
+``prediction_probability{role}``              the positive class's probabilities (histogram, 20 buckets)
 ``rejected_requests_total{reason}``           4xx: validation, too_large, bad_request_id, ...
 ``shadow_records_total{status}``              ok, shed, failed, sampled_out, disabled
 ``shadow_queue_records``                      records waiting for the challenger (gauge)
@@ -117,7 +117,7 @@ class ServingMetrics:
         )
         self.probability = Histogram(
             "prediction_probability",
-            "Predicted churn probabilities",
+            "Predicted probabilities of the positive class",
             ["role"],
             buckets=PROBABILITY_BUCKETS,
             **common,

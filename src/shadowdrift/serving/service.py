@@ -378,7 +378,7 @@ class ChurnService:
 
     @bentoml.api(route="/predict", input_spec=PredictInput)
     async def predict(self, records: RecordsInput, ctx: bentoml.Context) -> dict[str, t.Any]:
-        """Churn probability and label per record, from the champion (shadow: challenger).
+        """The positive class's probability and the label per record, from the champion.
 
         Body: ``{"records": [{feature: value, ...}, ...]}`` or ``{"records": {...}}``; optional
         header ``X-Request-ID``. See docs/serving.md for the rules and the answer's format.
@@ -404,11 +404,11 @@ class ChurnService:
     async def feedback(
         self,
         request_id: t.Any = None,
-        churned: t.Any = None,
+        label: t.Any = None,
         record_index: t.Any = None,
         labels: t.Any = None,
     ) -> dict[str, t.Any]:
-        """Ground truth for an answered request: ``{"request_id", "churned"[, "record_index"]}``.
+        """Ground truth for an answered request: ``{"request_id", "label"[, "record_index"]}``.
 
         Or several at once: ``{"labels": [{...}, ...]}``. Appended to the ground-truth log.
         """
@@ -419,7 +419,7 @@ class ChurnService:
                 key: value
                 for key, value in (
                     ("request_id", request_id),
-                    ("churned", churned),
+                    ("label", label),
                     ("record_index", record_index),
                 )
                 if value is not None
