@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_foundation.py --rows 1000000
 
-Runs in a throwaway copy of the project: `kedro run --pipeline simulation` with the requested
-number of history rows, then `kedro run --pipeline data_engineering`, each in its own process,
+Runs in a throwaway copy of the project: `kedro run --pipelines simulation` with the requested
+number of history rows, then `kedro run --pipelines data_engineering`, each in its own process,
 reporting wall time (Kedro start-up included) and the peak resident memory of that process.
 Also times the simulator alone, in this process.
 """
@@ -49,7 +49,7 @@ def run_kedro(project: Path, pipeline: str, params: str) -> tuple[float, float]:
         script,
         str(kedro),
         "run",
-        "--pipeline",
+        "--pipelines",
         pipeline,
         "--params",
         params,
@@ -57,7 +57,7 @@ def run_kedro(project: Path, pipeline: str, params: str) -> tuple[float, float]:
     out = subprocess.run(cmd, cwd=project, capture_output=True, text=True, check=True)
     code, wall, rss_kb = out.stdout.split()
     if code != "0":
-        raise SystemExit(f"kedro run --pipeline {pipeline} failed:\n{out.stderr}")
+        raise SystemExit(f"kedro run --pipelines {pipeline} failed:\n{out.stderr}")
     return float(wall), int(rss_kb) / 1024
 
 
@@ -90,9 +90,9 @@ def main() -> None:
     print(
         f"| simulator alone (history rows, in-process) | {simulator_seconds:.2f} | - | <= 10 s for 1M rows |"
     )
-    print(f"| `kedro run --pipeline simulation` (process) | {sim_wall:.2f} | {sim_rss:.0f} | - |")
+    print(f"| `kedro run --pipelines simulation` (process) | {sim_wall:.2f} | {sim_rss:.0f} | - |")
     print(
-        f"| `kedro run --pipeline data_engineering` (process) | {de_wall:.2f} | {de_rss:.0f} | <= 30 s, < 2 GB for 1M rows |"
+        f"| `kedro run --pipelines data_engineering` (process) | {de_wall:.2f} | {de_rss:.0f} | <= 30 s, < 2 GB for 1M rows |"
     )
     print(f"| the same again (warm file cache) | {probe_wall:.2f} | - | - |")
 

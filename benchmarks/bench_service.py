@@ -7,7 +7,7 @@ so that background load on a shared machine hits them alike; the table reports t
 rounds. Each server reads a throwaway copy of conf/ (SHADOWDRIFT_PROJECT_PATH) with its own
 overrides, writes its logs to a temporary directory, and is stopped at the end.
 
-Needs champion and challenger in the BentoML model store: ``kedro run --pipeline packaging``
+Needs champion and challenger in the BentoML model store: ``kedro run --pipelines packaging``
 (or pass ``--bentoml-home`` of a store that has them).
 
     .venv/bin/python benchmarks/bench_service.py                   # shadow on vs off (process)

@@ -20,7 +20,7 @@ from tests.kedro_runs import run_kedro_cli_in_process
 DOCS = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").rglob("*.md"))]
 EXAMPLE_ENV = "example_own_data"
 # Syntax shown in prose, not a command to type: the placeholder stands for any pipeline.
-TEMPLATES = {"kedro run --pipeline NAME"}
+TEMPLATES = {"kedro run --pipelines NAME"}
 # The order in which the demo's pipelines can run one after another in a fresh project.
 STAGES = (
     "__default__",

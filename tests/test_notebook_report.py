@@ -112,12 +112,12 @@ def test_the_error_of_a_failed_cell_is_read_from_rich_tracebacks() -> None:
     traceback = (
         "\x1b[31m│\x1b[0m ❱ 26 │   raise ValueError(\n"
         "\x1b[1;31mValueError: \x1b[0mNo prediction-log records in the slice (1200 records in the\n"
-        "whole log): run `kedro run --pipeline inference`\n"
+        "whole log): run `kedro run --pipelines inference`\n"
     )
     cell.outputs = [new_output("display_data", data={"text/plain": traceback})]
     notebook = new_notebook(cells=[new_code_cell("ok"), cell])
     assert failed_cell_error(notebook) == (
         "ValueError: No prediction-log records in the slice (1200 records in the whole log): "
-        "run `kedro run --pipeline inference`"
+        "run `kedro run --pipelines inference`"
     )
     assert failed_cell_error(new_notebook(cells=[new_code_cell("ok")])) is None

@@ -56,5 +56,5 @@ def test_a_reload_ignores_the_alias(store):
 
 
 def test_a_missing_model_names_the_command_to_run(store):
-    with pytest.raises(model_store.ModelStoreError, match="kedro run --pipeline packaging"):
+    with pytest.raises(model_store.ModelStoreError, match="kedro run --pipelines packaging"):
         model_store.resolve("shadowdrift-churn-nothing:latest", alias="champion")

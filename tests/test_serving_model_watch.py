@@ -3,7 +3,7 @@
 ``POST /reload`` reaches one worker; with two workers, a new champion must still reach both,
 without a restart and without a failed request. A copy of the packaged project (its own
 registry and BentoML store) is served by two workers watching the store every second; the
-champion alias moves to another version, `kedro run --pipeline packaging` imports it, and both
+champion alias moves to another version, `kedro run --pipelines packaging` imports it, and both
 workers must answer with it shortly after while traffic keeps flowing.
 """
 

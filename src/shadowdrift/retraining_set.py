@@ -95,7 +95,7 @@ def check_decision(decision: Mapping[str, Any], params: RetrainingParams) -> Non
         return
     raise RetrainingNotCalledFor(
         f"the latest drift decision is {verdict!r}, not 'retrain': {decision.get('summary', '')} "
-        "Retrain anyway with: kedro run --pipeline retraining --params "
+        "Retrain anyway with: kedro run --pipelines retraining --params "
         f"{RETRAINING}.require_decision=false"
     )
 

@@ -1,4 +1,4 @@
-"""kedro run --pipeline packaging: registry aliases -> BentoML model store (a temporary BENTOML_HOME)."""
+"""kedro run --pipelines packaging: registry aliases -> BentoML model store (a temporary BENTOML_HOME)."""
 
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ class StoredModel:
         metadata = dict(bento_model.info.metadata)
         if metadata.get("format") != FORMAT:
             raise ModelStoreError(
-                f"BentoML model {bento_model.tag} was not written by `kedro run --pipeline "
+                f"BentoML model {bento_model.tag} was not written by `kedro run --pipelines "
                 f"packaging` (format {metadata.get('format')!r})"
             )
         return cls(
@@ -236,7 +236,7 @@ def resolve(reference: str, model_store: Any = None, *, alias: str | None = None
     except NotFound as exc:
         raise ModelStoreError(
             f"BentoML model {reference!r} is not in the model store: run "
-            "`kedro run --pipeline packaging` (with the same BENTOML_HOME) first"
+            "`kedro run --pipelines packaging` (with the same BENTOML_HOME) first"
         ) from exc
 
 

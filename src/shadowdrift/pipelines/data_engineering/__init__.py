@@ -1,4 +1,4 @@
-"""``kedro run --pipeline data_engineering``: validate, clean and split the labelled history."""
+"""``kedro run --pipelines data_engineering``: validate, clean and split the labelled history."""
 
 from .pipeline import create_pipeline
 

@@ -1,4 +1,4 @@
-"""``kedro run --pipeline drift``: reference vs the prediction log, a report and a retraining decision."""
+"""``kedro run --pipelines drift``: reference vs the prediction log, a report and a retraining decision."""
 
 from .pipeline import create_pipeline
 

@@ -1,4 +1,4 @@
-"""``kedro run --pipeline evaluation``: holdout metrics, the oracle, the promotion gate, registry aliases."""
+"""``kedro run --pipelines evaluation``: holdout metrics, the oracle, the promotion gate, registry aliases."""
 
 from .pipeline import create_pipeline
 

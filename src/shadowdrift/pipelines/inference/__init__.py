@@ -1,4 +1,4 @@
-"""``kedro run --pipeline inference``: batch-score raw_production into the prediction log."""
+"""``kedro run --pipelines inference``: batch-score raw_production into the prediction log."""
 
 from .pipeline import create_pipeline
 

@@ -1,4 +1,4 @@
-"""``kedro run --pipeline packaging``: import the champion and challenger into the BentoML model store."""
+"""``kedro run --pipelines packaging``: import the champion and challenger into the BentoML model store."""
 
 from .pipeline import create_pipeline
 

@@ -1,4 +1,4 @@
-"""``kedro run --pipeline retraining``: a rolled training set, then training, evaluation, packaging."""
+"""``kedro run --pipelines retraining``: a rolled training set, then training, evaluation, packaging."""
 
 from .pipeline import create_pipeline
 

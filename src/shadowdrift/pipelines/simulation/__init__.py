@@ -1,4 +1,4 @@
-"""``kedro run --pipeline simulation``: the default data set with a named drift scenario."""
+"""``kedro run --pipelines simulation``: the default data set with a named drift scenario."""
 
 from .pipeline import create_pipeline
 

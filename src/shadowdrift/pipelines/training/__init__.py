@@ -1,4 +1,4 @@
-"""``kedro run --pipeline training``: fit the gbm and mlp candidates and log them to MLflow."""
+"""``kedro run --pipelines training``: fit the gbm and mlp candidates and log them to MLflow."""
 
 from .pipeline import create_pipeline
 
