@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -690,3 +691,74 @@ def test_log_schema() -> None:
         LogSchema(["source"], [])
     with pytest.raises(ValueError, match="duplicated"):
         LogSchema(["a"], ["a"])
+
+
+# -- model_variant: which model answered ------------------------------------------------------
+
+
+def test_model_variant_says_which_model_answered_and_defaults_to_the_champion(
+    tmp_path: Path,
+) -> None:
+    canary = make_record("canary", 0, "ok") | {"model_variant": "challenger"}
+    with PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=None) as writer:
+        writer.append([make_record("plain", 0), canary])
+        # a block whose records were answered partly by each model
+        block = columns_of([make_record("block", i) for i in range(4)])
+        block["model_variant"] = ["champion", "challenger", "champion", "challenger"]
+        writer.append_columns(block)
+    write_batch(tmp_path, batch_frame(2), SCHEMA)  # batch scoring: the champion answers
+    log = read_prediction_log(tmp_path).set_index(["request_id", "record_index"])
+    assert log.loc[("plain", 0), "model_variant"] == "champion"
+    assert log.loc[("canary", 0), "model_variant"] == "challenger"
+    assert log.loc["block", "model_variant"].tolist() == [
+        "champion",
+        "challenger",
+        "champion",
+        "challenger",
+    ]
+    assert (log.loc[log["source"] == "batch", "model_variant"] == "champion").all()
+
+
+def test_a_challenger_answer_without_challenger_outputs_or_an_unknown_variant_is_refused(
+    tmp_path: Path,
+) -> None:
+    writer = PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=None)
+    with pytest.raises(ValueError, match="model_variant must be one of"):
+        writer.append([make_record("r", 0) | {"model_variant": "canary"}])
+    with pytest.raises(ValueError, match="model_variant must be one of"):
+        writer.append_columns(columns_of([make_record("r", 0)]) | {"model_variant": "shadow"})
+    # the challenger cannot have answered a record it did not score: rejected at the flush
+    writer.append([make_record("bad", 0, "failed") | {"model_variant": "challenger"}])
+    writer.append([make_record("good", 0)])
+    writer.close()
+    assert writer.records_rejected == 1
+    assert read_prediction_log(tmp_path)["request_id"].tolist() == ["good"]
+
+
+def _as_format_version_1(file: Path) -> None:
+    """Rewrite ``file`` as the format wrote it before ``model_variant`` existed."""
+    table = pq.read_table(file).drop_columns(["model_variant"])
+    metadata = dict(table.schema.metadata)
+    spec = json.loads(metadata[plog.METADATA_KEY])
+    metadata[plog.METADATA_KEY] = json.dumps(spec | {"format_version": 1}).encode()
+    pq.write_table(table.replace_schema_metadata(metadata), file)
+
+
+def test_part_files_of_format_version_1_read_as_answered_by_the_champion(tmp_path: Path) -> None:
+    from shadowdrift.partitioned_prediction_log import read_prediction_log_partitioned
+
+    old = write_batch(tmp_path, batch_frame(3), SCHEMA)[0]
+    _as_format_version_1(old)
+    with PredictionLogWriter(tmp_path, SCHEMA, flush_interval_s=None) as writer:
+        writer.append([make_record("new", 0) | {"model_variant": "challenger"}])
+    assert LogSchema.from_json(pq.read_schema(old).metadata[plog.METADATA_KEY]) == SCHEMA
+    log = read_prediction_log(tmp_path)
+    assert len(log) == 4
+    assert log.groupby("source")["model_variant"].agg(set).to_dict() == {
+        "batch": {"champion"},
+        "service": {"challenger"},
+    }
+    partitioned = read_prediction_log_partitioned(tmp_path).compute()
+    assert sorted(partitioned["model_variant"]) == sorted(log["model_variant"])
+    from_kedro = concat_partitions(load_catalog_entry(tmp_path), SCHEMA)
+    pd.testing.assert_frame_equal(from_kedro, log)

@@ -50,7 +50,10 @@ import pyarrow.parquet as pq
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2 added ``model_variant``; files of version 1 are read with it filled in (``champion``: the
+# only model that answered before the canary existed).
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 # Parquet key-value metadata entry that records the LogSchema a part file was written with.
 METADATA_KEY = b"shadowdrift.prediction_log"
 
@@ -68,8 +71,14 @@ CHALLENGER_PROBABILITY = "challenger_probability"
 CHALLENGER_LABEL = "challenger_label"
 CHALLENGER_MODEL_VERSION = "challenger_model_version"
 CHALLENGER_LATENCY_MS = "challenger_latency_ms"
+MODEL_VARIANT = "model_variant"
 
 CHALLENGER_STATUSES = ("ok", "shed", "failed", "sampled_out", "disabled", "skipped")
+# Which model's output was the answer: the champion, or the challenger for a canary record
+# (serving.canary). A record without the key was answered by the champion.
+CHAMPION_VARIANT = "champion"
+CHALLENGER_VARIANT = "challenger"
+MODEL_VARIANTS = (CHAMPION_VARIANT, CHALLENGER_VARIANT)
 SOURCES = ("service", "batch")
 
 PART_PREFIX = "part-"
@@ -144,6 +153,12 @@ _TRAILING_COLUMNS = (
     ColumnSpec(CHALLENGER_LABEL, _INT, True, "challenger's label; null unless ok"),
     ColumnSpec(CHALLENGER_MODEL_VERSION, _STRING, True, "challenger version; null unless ok"),
     ColumnSpec(CHALLENGER_LATENCY_MS, _FLOAT, True, "challenger inference time, when it ran"),
+    ColumnSpec(
+        MODEL_VARIANT,
+        _STRING,
+        False,
+        "which model answered: champion, or challenger (a canary record; status ok)",
+    ),
 )
 BASE_COLUMNS = tuple(c.name for c in _LEADING_COLUMNS + _TRAILING_COLUMNS)
 
@@ -223,10 +238,10 @@ class LogSchema:
     @classmethod
     def from_json(cls, text: str | bytes) -> LogSchema:
         spec = json.loads(text)
-        if spec.get("format_version") != FORMAT_VERSION:
+        if spec.get("format_version") not in READABLE_FORMAT_VERSIONS:
             raise PredictionLogError(
                 f"unsupported prediction-log format_version {spec.get('format_version')!r} "
-                f"(this code reads version {FORMAT_VERSION})"
+                f"(this code reads versions {list(READABLE_FORMAT_VERSIONS)})"
             )
         return cls(spec["numeric_features"], spec["categorical_features"], spec.get("id_column"))
 
@@ -407,13 +422,29 @@ def _build_table(
         table = table.set_column(
             schema.columns.index(EVENT_TIME), schema.arrow_schema.field(EVENT_TIME), filled
         )
+    variant = table.column(MODEL_VARIANT)
+    if variant.null_count:
+        # a record that does not say which model answered was answered by the champion
+        table = table.set_column(
+            schema.columns.index(MODEL_VARIANT),
+            schema.arrow_schema.field(MODEL_VARIANT),
+            pc.fill_null(variant, CHAMPION_VARIANT),
+        )
     if check:
         _check_values(table, schema, origin)
     return table
 
 
 def _conform_table(table: pa.Table, schema: LogSchema, origin: str) -> pa.Table:
-    """Check that ``table`` has exactly the log's columns, cast them to the log's types, check values."""
+    """Check that ``table`` has exactly the log's columns, cast them to the log's types, check values.
+
+    A table without ``model_variant`` (format version 1, written before the canary existed)
+    gets it filled with ``champion``, the model that answered every record then.
+    """
+    if MODEL_VARIANT not in table.column_names:
+        table = table.append_column(
+            MODEL_VARIANT, pa.repeat(pa.scalar(CHAMPION_VARIANT, _STRING), table.num_rows)
+        )
     present = set(table.column_names)
     missing = [c for c in schema.columns if c not in present]
     extra = sorted(present - set(schema.columns))
@@ -489,6 +520,12 @@ def _rule_violations(table: pa.Table, schema: LogSchema) -> Iterable[tuple[Any, 
         column = table.column(name)
         outside = pc.or_(pc.less(column, 0.0), pc.greater(column, 1.0))
         yield pc.or_(outside, pc.is_nan(column)), f"{name} is NaN or outside [0, 1]"
+    variant = table.column(MODEL_VARIANT)
+    yield _not_in(variant, MODEL_VARIANTS), f"{MODEL_VARIANT} not in {MODEL_VARIANTS}"
+    yield (
+        pc.and_(pc.equal(variant, CHALLENGER_VARIANT), pc.invert(is_ok)),
+        f"{MODEL_VARIANT} is 'challenger' although {CHALLENGER_STATUS} is not 'ok'",
+    )
 
 
 def _not_in(column: Any, allowed: Sequence[str]) -> Any:
@@ -698,6 +735,9 @@ def _check_record(record: Any) -> None:
         raise ValueError(
             f"{CHALLENGER_STATUS} must be one of {CHALLENGER_STATUSES}, got {status!r}"
         )
+    variant = record.get(MODEL_VARIANT)
+    if variant is not None and variant not in MODEL_VARIANTS:
+        raise ValueError(f"{MODEL_VARIANT} must be one of {MODEL_VARIANTS}, got {variant!r}")
 
 
 def _pylist(values: Any) -> list[Any]:
@@ -922,6 +962,13 @@ class PredictionLogWriter:
         if unknown:
             raise ValueError(
                 f"{CHALLENGER_STATUS} must be one of {CHALLENGER_STATUSES}, got {sorted(unknown)!r}"
+            )
+        variant = constants.get(MODEL_VARIANT)
+        variants = set(_pylist(arrays[MODEL_VARIANT])) if MODEL_VARIANT in arrays else {variant}
+        unknown = variants - {None, *MODEL_VARIANTS}
+        if unknown:
+            raise ValueError(
+                f"{MODEL_VARIANT} must be one of {MODEL_VARIANTS}, got {sorted(unknown)!r}"
             )
         logged_at = time.time_ns()
         day = _day_of_ns(logged_at)
