@@ -723,8 +723,9 @@ def _profile_core(root: Path, swap_models: bool = False):
 
     from shadowdrift.prediction_log import LogSchema, PredictionLogWriter
     from shadowdrift.schema import parse_schema
+    from shadowdrift.serving.bundle import load_bundle
     from shadowdrift.serving.config import load_serving_settings
-    from shadowdrift.serving.core import ServingCore, load_bundle
+    from shadowdrift.serving.core import ServingCore
     from shadowdrift.serving.metrics import ServingMetrics
 
     settings = load_serving_settings(PROJECT)

@@ -21,8 +21,9 @@ from shadowdrift.prediction_log import (
     PredictionLogWriter,
     read_prediction_log,
 )
+from shadowdrift.serving.bundle import ModelBundle, bundle_from_models
 from shadowdrift.serving.config import ServingSettings, parse_serving_settings
-from shadowdrift.serving.core import ModelBundle, ServingCore, bundle_from_models
+from shadowdrift.serving.core import ServingCore
 from shadowdrift.serving.feedback import GroundTruthWriter, Label, read_ground_truth
 from shadowdrift.serving.metrics import ServingMetrics, observe_many
 from shadowdrift.serving.shadow import ShadowJob, ShadowResult, ShadowRunner

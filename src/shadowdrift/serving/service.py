@@ -204,7 +204,7 @@ class ChallengerService:
     def __init__(self) -> None:
         from shadowdrift.schema import parse_schema
         from shadowdrift.serving import model_store
-        from shadowdrift.serving.core import make_scorer
+        from shadowdrift.serving.bundle import make_scorer
 
         os.environ.setdefault("OMP_NUM_THREADS", str(SETTINGS.model_threads))
         reference = SETTINGS.models.get("challenger") or ""
@@ -306,7 +306,7 @@ class ChurnService:
         threadpool_limits(limits=SETTINGS.model_threads)
 
     def _load(self) -> None:
-        from shadowdrift.serving.core import load_bundle, stored_tags
+        from shadowdrift.serving.bundle import load_bundle, stored_tags
 
         seen = stored_tags(SETTINGS)
         try:
@@ -324,7 +324,7 @@ class ChurnService:
 
     def _reload_now(self, source: str) -> None:
         """Load the configured models while the old ones answer, then swap (one at a time)."""
-        from shadowdrift.serving.core import load_bundle
+        from shadowdrift.serving.bundle import load_bundle
 
         with self._reload_lock:
             try:
@@ -348,7 +348,7 @@ class ChurnService:
         Compared with what the store said, not with what is loaded, so a model that cannot be
         loaded is tried once per change rather than on every tick.
         """
-        from shadowdrift.serving.core import stored_tags
+        from shadowdrift.serving.bundle import stored_tags
 
         interval = SETTINGS.reload_watch_interval_s
         logger.info("Watching the model store every %g s for new models", interval)
