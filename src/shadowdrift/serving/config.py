@@ -20,7 +20,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,27 @@ SHADOW_MODES = ("process", "thread", "service")
 RATE_LIMIT_PEER = "peer"
 RATE_LIMIT_HEADER_PREFIX = "header:"
 RELOAD_SOURCES = ("store", "registry")
+
+# Buckets of the request-latency histograms (ours and BentoML's, service.py): the 200 ms latency
+# SLO (serving.canary.rollback.max_p95_latency_s, monitoring/rules) is a bucket boundary, so a
+# p95 around it is not interpolated over 100-250 ms.
+REQUEST_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 
 
 class ServingConfigError(ValueError):
@@ -120,6 +141,35 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True)
+class CanaryRollbackSettings:
+    """When the watcher sets the canary's share to 0 (docs/serving.md, "Canary")."""
+
+    enabled: bool = True
+    # the figures are computed over the canary requests of the last window_s seconds ...
+    window_s: float = 60.0
+    # ... and a breach must be seen at every check for for_s seconds before the rollback
+    for_s: float = 30.0
+    check_interval_s: float = 1.0
+    # fewer canary records in the window: not judged (and a breach streak starts over)
+    min_records: int = 20
+    max_p95_latency_s: float = 0.2
+    max_error_rate: float = 0.01
+    max_disagreement: float = 0.2
+
+
+@dataclass(frozen=True)
+class CanarySettings:
+    """A share of records answered by the challenger, chosen by the record's id."""
+
+    fraction: float = 0.0
+    # a canary call slower than this is answered by the champion (and counts as an error)
+    timeout_s: float = 1.0
+    # the rollback, shared by every worker (and kept across restarts for that challenger)
+    state_file: Path = Path("data/07_model_output/canary_rollback.json")
+    rollback: CanaryRollbackSettings = field(default_factory=CanaryRollbackSettings)
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """Where a durable log lives and how often its writer flushes."""
 
@@ -151,6 +201,7 @@ class ServingSettings:
     batch_threads: int = 2
     request: RequestPolicy = field(default_factory=RequestPolicy)
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
+    canary: CanarySettings = field(default_factory=CanarySettings)
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     # after SIGTERM: new requests are answered 503 + Connection: close this long, then the
@@ -357,13 +408,10 @@ def _parse_host(value: Any) -> str:
 def _parse_shadow(section: Mapping[str, Any]) -> ShadowSettings:
     key = "serving.shadow"
     defaults = ShadowSettings()
-    rate = section.get("sample_rate", defaults.sample_rate)
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-        raise ServingConfigError(f"{key}.sample_rate must be a number in [0, 1], got {rate!r}")
     return ShadowSettings(
         enabled=_boolean(section, "enabled", key, defaults.enabled),
         mode=_choice(section, "mode", key, SHADOW_MODES, defaults.mode),
-        sample_rate=float(rate),
+        sample_rate=_share(section, "sample_rate", key, defaults.sample_rate),
         queue_records=_positive_int(section, "queue_records", key, defaults.queue_records),
         max_batch_records=_positive_int(
             section, "max_batch_records", key, defaults.max_batch_records
@@ -382,6 +430,69 @@ def _parse_shadow(section: Mapping[str, Any]) -> ShadowSettings:
             section, "process_start_timeout_s", key, defaults.process_start_timeout_s
         ),
         circuit_breaker=_parse_breaker(_section(section, "serving.shadow.circuit_breaker")),
+    )
+
+
+def _share(section: Mapping[str, Any], name: str, key: str, default: float) -> float:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ServingConfigError(f"{key}.{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _known_keys(section: Mapping[str, Any], key: str, names: tuple[str, ...]) -> None:
+    unknown = sorted(set(section) - set(names))
+    if unknown:
+        raise ServingConfigError(f"{key} has unknown key(s) {unknown}; known: {', '.join(names)}")
+
+
+def _parse_canary_rollback(section: Mapping[str, Any]) -> CanaryRollbackSettings:
+    key = "serving.canary.rollback"
+    defaults = CanaryRollbackSettings()
+    _known_keys(section, key, tuple(f.name for f in fields(CanaryRollbackSettings)))
+    return CanaryRollbackSettings(
+        enabled=_boolean(section, "enabled", key, defaults.enabled),
+        window_s=_positive_float(section, "window_s", key, defaults.window_s),
+        for_s=_non_negative_float(section, "for_s", key, defaults.for_s),
+        check_interval_s=_positive_float(
+            section, "check_interval_s", key, defaults.check_interval_s
+        ),
+        min_records=_positive_int(section, "min_records", key, defaults.min_records),
+        max_p95_latency_s=_positive_float(
+            section, "max_p95_latency_s", key, defaults.max_p95_latency_s
+        ),
+        max_error_rate=_share(section, "max_error_rate", key, defaults.max_error_rate),
+        max_disagreement=_share(section, "max_disagreement", key, defaults.max_disagreement),
+    )
+
+
+def _parse_canary(
+    section: Mapping[str, Any],
+    project_path: Path,
+    shadow: ShadowSettings,
+    models: Mapping[str, str | None],
+) -> CanarySettings:
+    key = "serving.canary"
+    defaults = CanarySettings()
+    _known_keys(section, key, tuple(f.name for f in fields(CanarySettings)))
+    fraction = _share(section, "fraction", key, defaults.fraction)
+    if fraction > 0 and models.get("challenger") is None:
+        raise ServingConfigError(
+            f"{key}.fraction is {fraction:g} but serving.models.challenger is false: the canary "
+            "is answered by the challenger"
+        )
+    if fraction > 0 and shadow.mode == "service":
+        raise ServingConfigError(
+            f"{key}.fraction is {fraction:g} but serving.shadow.mode is service: the canary "
+            "answers from the challenger loaded in the worker (mode process or thread)"
+        )
+    return CanarySettings(
+        fraction=fraction,
+        timeout_s=_positive_float(section, "timeout_s", key, defaults.timeout_s),
+        state_file=_data_path(
+            section.get("state_file", str(defaults.state_file)), f"{key}.state_file", project_path
+        ),
+        rollback=_parse_canary_rollback(_section(section, "serving.canary.rollback")),
     )
 
 
@@ -458,10 +569,12 @@ def parse_serving_settings(params: Mapping[str, Any], project_path: Path) -> Ser
             f"serving.reload.token_env must name a variable, got {token_env!r}"
         )
     feedback = _section(serving, "serving.ground_truth")
+    models = _parse_models(_section(serving, "serving.models"), registered_model_name)
+    shadow = _parse_shadow(_section(serving, "serving.shadow"))
     return ServingSettings(
         project_path=project_path,
         schema=schema,
-        models=_parse_models(_section(serving, "serving.models"), registered_model_name),
+        models=models,
         registered_model_name=registered_model_name,
         bento_model_prefix=bento_model_name(registered_model_name),
         host=_parse_host(serving.get("host", ServingSettings.host)),
@@ -479,7 +592,8 @@ def parse_serving_settings(params: Mapping[str, Any], project_path: Path) -> Ser
         ),
         batch_threads=_positive_int(serving, "batch_threads", "serving", 2),
         request=_parse_request(_section(serving, "serving.request")),
-        shadow=_parse_shadow(_section(serving, "serving.shadow")),
+        shadow=shadow,
+        canary=_parse_canary(_section(serving, "serving.canary"), project_path, shadow, models),
         admission=_parse_admission(_section(serving, "serving.admission")),
         rate_limit=_parse_rate_limit(_section(serving, "serving.rate_limit")),
         shutdown_drain_s=_non_negative_float(

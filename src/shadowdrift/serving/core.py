@@ -12,6 +12,7 @@ requests in flight (and their queued shadow jobs) finish with the models they be
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import random
@@ -26,15 +27,12 @@ import numpy as np
 import orjson
 
 from shadowdrift.prediction_log import (
-    CHALLENGER_LABEL,
-    CHALLENGER_LATENCY_MS,
-    CHALLENGER_MODEL_VERSION,
-    CHALLENGER_PROBABILITY,
-    CHALLENGER_STATUS,
+    CHALLENGER_VARIANT,
     CHAMPION_LABEL,
     CHAMPION_LATENCY_MS,
     CHAMPION_MODEL_VERSION,
     CHAMPION_PROBABILITY,
+    CHAMPION_VARIANT,
     COLUMNS_MIN_RECORDS,
     EVENT_TIME,
     RECORD_INDEX,
@@ -44,11 +42,21 @@ from shadowdrift.prediction_log import (
 )
 from shadowdrift.schema import parse_schema
 from shadowdrift.serving.bundle import CHALLENGER, CHAMPION, ModelBundle
+from shadowdrift.serving.canary import (
+    CANARY_ROUTE,
+    CHAMPION_ROUTE,
+    Canary,
+    CanaryAnswer,
+    CanaryCall,
+)
+from shadowdrift.serving.canary import OK as CANARY_OK
+from shadowdrift.serving.canary import SKIPPED as CANARY_SKIPPED
 from shadowdrift.serving.challenger_process import ChallengerProcess
 from shadowdrift.serving.circuit_breaker import CircuitBreaker
 from shadowdrift.serving.config import ServingSettings
 from shadowdrift.serving.fast_path import DEFAULT_SMALL_BATCH
 from shadowdrift.serving.feedback import GroundTruthWriter, parse_labels
+from shadowdrift.serving.log_entries import LogEntries, fill_challenger, set_variant, split_entries
 from shadowdrift.serving.metrics import ServingMetrics
 from shadowdrift.serving.request_validation import (
     Problem,
@@ -57,7 +65,7 @@ from shadowdrift.serving.request_validation import (
     ValidatedRecords,
     json_type,
 )
-from shadowdrift.serving.shadow import FAILED, OK, ShadowJob, ShadowResult, ShadowRunner
+from shadowdrift.serving.shadow import FAILED, OK, SKIPPED, ShadowJob, ShadowResult, ShadowRunner
 
 logger = logging.getLogger(__name__)
 
@@ -85,44 +93,51 @@ class Reply:
         return orjson.loads(self.body) if isinstance(self.body, bytes) else self.body
 
 
-# A request's prediction-log entries: its record dicts (small requests) or, for batches, the
-# columns of the block (``PredictionLogWriter.append_columns``), filled in two steps: the
-# champion's columns by the handler, the challenger's when the shadow job ends.
-LogEntries = list[dict[str, Any]] | dict[str, Any]
+@dataclass(frozen=True)
+class Scored:
+    """A request the champion has scored; its canary records (if any) wait for the challenger."""
+
+    bundle: ModelBundle
+    rid: str
+    validated: ValidatedRecords
+    probability: np.ndarray
+    labels: np.ndarray
+    seconds: float  # the champion's scoring time
+    started: float  # perf_counter when the request reached the core
+    canary: CanaryCall | None
 
 
-def _fill_challenger(
-    log: LogEntries,
-    status: str,
-    probability: np.ndarray | None = None,
-    label: np.ndarray | None = None,
-    version: str | None = None,
-    latency_ms: float | None = None,
-) -> None:
-    """Set the challenger's log columns; the outputs only when it scored (``ok``)."""
-    if isinstance(log, dict):
-        log[CHALLENGER_STATUS] = status
-        if status == OK:
-            log[CHALLENGER_PROBABILITY] = probability
-            log[CHALLENGER_LABEL] = label
-            log[CHALLENGER_MODEL_VERSION] = version
-        if latency_ms is not None:
-            log[CHALLENGER_LATENCY_MS] = latency_ms
-        return
-    if status == OK:
-        assert probability is not None and label is not None
-        probabilities, labels = probability.tolist(), label.tolist()
-        for index, record in enumerate(log):
-            record[CHALLENGER_STATUS] = OK
-            record[CHALLENGER_PROBABILITY] = probabilities[index]
-            record[CHALLENGER_LABEL] = labels[index]
-            record[CHALLENGER_MODEL_VERSION] = version
-            record[CHALLENGER_LATENCY_MS] = latency_ms
-        return
-    for record in log:
-        record[CHALLENGER_STATUS] = status
-        if latency_ms is not None:
-            record[CHALLENGER_LATENCY_MS] = latency_ms
+def _predictions(
+    rid: str, scored: Scored, canary: CanaryAnswer | None, answered: np.ndarray | None
+) -> list[dict[str, Any]]:
+    """The answer's records: the challenger's output where it answered, else the champion's."""
+    champion_version = scored.bundle.champion.version
+    probability, labels = scored.probability, scored.labels
+    if answered is None or not answered.any():
+        versions: Any = itertools.repeat(champion_version)
+        variants: Any = itertools.repeat(CHAMPION_VARIANT)
+    else:
+        assert canary is not None and canary.probability is not None and scored.canary is not None
+        probability, labels = probability.copy(), labels.copy()
+        probability[answered], labels[answered] = canary.probability, canary.label
+        chosen = answered.tolist()
+        challenger_version = scored.canary.model_version
+        versions = [challenger_version if c else champion_version for c in chosen]
+        variants = [CHALLENGER_VARIANT if c else CHAMPION_VARIANT for c in chosen]
+    return [
+        {
+            "request_id": rid,
+            "record_index": index,
+            "probability": p,
+            "label": label,
+            "model_version": version,
+            "model_variant": variant,
+        }
+        for index, (p, label, version, variant) in enumerate(
+            # versions and variants may be endless repeats
+            zip(probability.tolist(), labels.tolist(), versions, variants, strict=False)
+        )
+    ]
 
 
 class ServingCore:
@@ -137,6 +152,7 @@ class ServingCore:
         ground_truth_writer: GroundTruthWriter | None = None,
         shadow_runner: Any = None,
         start_shadow: bool = True,
+        canary_watcher: bool = True,
     ) -> None:
         self.settings = settings
         self.schema = parse_schema(settings.schema)
@@ -171,6 +187,9 @@ class ServingCore:
                 call_timeout_s=shadow.call_timeout_s,
             )
         self.shadow_runner = shadow_runner
+        self.canary = Canary(
+            settings.canary, breaker=self.breaker, metrics=metrics, start_watcher=canary_watcher
+        )
         self._bundle: ModelBundle | None = None
         self.load_error: str | None = None
         # seeded from os.urandom here, in the worker process (not inherited through a fork)
@@ -218,6 +237,7 @@ class ServingCore:
             self.metrics.loaded(
                 CHALLENGER, bundle.challenger.metric_labels() if bundle.challenger else None
             )
+        self.canary.challenger_loaded(bundle.challenger)
 
     def _challenger_in_process(self, bundle: ModelBundle) -> ModelBundle:
         shadow = self.settings.shadow
@@ -259,7 +279,21 @@ class ServingCore:
     # -- POST /predict ---------------------------------------------------------------------
 
     def predict(self, payload: Any, request_id: str | None = None) -> Reply:
-        """Score ``payload`` (one record object or a list of them) with the champion."""
+        """Score ``payload`` (one record object or a list of them): the champion answers, the
+        challenger answers the canary's share of the records (waiting here for it)."""
+        scored = self.score(payload, request_id)
+        if isinstance(scored, Reply):
+            return scored
+        canary = None if scored.canary is None else self.canary.call(scored.canary)
+        return self.answer(scored, canary)
+
+    def score(self, payload: Any, request_id: str | None = None) -> Reply | Scored:
+        """Validate and score with the champion; a ``Reply`` if the request is refused.
+
+        The service awaits the canary's records (``Scored.canary``) between ``score`` and
+        ``answer`` without blocking its event loop; ``predict`` does all three.
+        """
+        started = time.perf_counter()
         bundle = self._bundle
         if bundle is None:
             return self._not_ready()
@@ -268,41 +302,90 @@ class ServingCore:
             validated = self.validator.validate(self._records(payload))
         except RequestRejected as exc:
             return self._reject(exc, request_id)
+        scorer = bundle.champion.scorer
+        tick = time.perf_counter()
+        probability = scorer.predict_probability(validated.numeric, validated.categorical)
+        seconds = time.perf_counter() - tick
+        labels = scorer.labels(probability)
+        canary = self.canary.prepare(bundle, validated, rid)
+        return Scored(bundle, rid, validated, probability, labels, seconds, started, canary)
+
+    def answer(self, scored: Scored, canary: CanaryAnswer | None = None) -> Reply:
+        """Log the request, start its shadow and build the answer (``canary``: the challenger's
+        call for the request's canary records, if it has any)."""
+        bundle, rid, validated = scored.bundle, scored.rid, scored.validated
         champion = bundle.champion
-        started = time.perf_counter()
-        probability = champion.scorer.predict_probability(validated.numeric, validated.categorical)
-        seconds = time.perf_counter() - started
-        labels = champion.scorer.labels(probability)
-        probabilities, label_list = probability.tolist(), labels.tolist()
+        probability, labels = scored.probability, scored.labels
         if len(validated) >= COLUMNS_MIN_RECORDS:
             log: LogEntries = self._log_columns(
-                validated, rid, champion.version, probability, labels, seconds
+                validated, rid, champion.version, probability, labels, scored.seconds
             )
         else:
             log = self._log_records(
-                validated, rid, champion.version, probabilities, label_list, seconds
-            )
-        self._shadow(bundle, rid, validated, log, probability, labels)
+                validated, rid, champion.version, probability.tolist(), labels.tolist(),
+                scored.seconds,
+            )  # fmt: skip
+        answered: np.ndarray | None = None  # canary records the challenger answered
+        if scored.canary is None or canary is None:
+            self._shadow(bundle, rid, validated.numeric, validated.categorical, log, scored)
+        else:
+            answered = self._canary_answer(scored, canary, log)
+        seconds = time.perf_counter() - scored.started
         if self.metrics is not None:
-            self.metrics.scored(CHAMPION, champion.version, probability, seconds)
+            self.metrics.scored(CHAMPION, champion.version, probability, scored.seconds)
             if validated.unseen or validated.missing:
                 self.metrics.inputs(validated.unseen, validated.missing)
-        version = champion.version
+            by_challenger = 0 if answered is None else int(answered.sum())
+            self.metrics.answered_by(CHAMPION_VARIANT, len(validated) - by_challenger)
+            if by_challenger:
+                self.metrics.answered_by(CHALLENGER_VARIANT, by_challenger)
+            route = CHAMPION_ROUTE if scored.canary is None else CANARY_ROUTE
+            self.metrics.request_seconds(route, seconds)
+        if scored.canary is not None and canary is not None:
+            self.canary.record(scored.canary, canary, labels, seconds)
         body = {
             "request_id": rid,
-            "model_version": version,
-            "predictions": [
-                {
-                    "request_id": rid,
-                    "record_index": index,
-                    "probability": p,
-                    "label": label,
-                    "model_version": version,
-                }
-                for index, (p, label) in enumerate(zip(probabilities, label_list, strict=True))
-            ],
+            "model_version": champion.version,
+            "predictions": _predictions(rid, scored, canary, answered),
         }
         return Reply(200, orjson.dumps(body), {REQUEST_ID_HEADER: rid})
+
+    def _canary_answer(self, scored: Scored, canary: CanaryAnswer, log: LogEntries) -> np.ndarray:
+        """Log the canary records with the challenger's answer (or the champion's, if its call
+        failed) and shadow the others; the mask of records the challenger answered."""
+        call = scored.canary
+        assert call is not None
+        canary_log, champion_log = split_entries(log, call.mask)
+        if canary.outcome == CANARY_OK:
+            fill_challenger(
+                canary_log, OK, canary.probability, canary.label, call.model_version,
+                canary.latency_ms,
+            )  # fmt: skip
+            set_variant(canary_log, CHALLENGER_VARIANT)
+            if self.metrics is not None:
+                assert canary.probability is not None
+                self.metrics.scored(
+                    CHALLENGER, call.model_version, canary.probability, canary.latency_ms / 1000
+                )
+        elif canary.outcome == CANARY_SKIPPED:
+            fill_challenger(canary_log, SKIPPED)
+        else:
+            fill_challenger(canary_log, FAILED, latency_ms=canary.latency_ms)
+        self._append([canary_log])
+        rest = ~call.mask
+        if rest.any():
+            positions = np.flatnonzero(rest).tolist()
+            categorical = [
+                [column[i] for i in positions] for column in scored.validated.categorical
+            ]
+            shadowed = dataclasses.replace(
+                scored, probability=scored.probability[rest], labels=scored.labels[rest]
+            )
+            numeric = scored.validated.numeric[rest]
+            self._shadow(scored.bundle, scored.rid, numeric, categorical, champion_log, shadowed)
+        if canary.outcome == CANARY_OK:
+            return call.mask
+        return np.zeros_like(call.mask)
 
     def _records(self, payload: Any) -> list[Any]:
         if isinstance(payload, list):
@@ -384,27 +467,28 @@ class ServingCore:
         self,
         bundle: ModelBundle,
         rid: str,
-        validated: ValidatedRecords,
+        numeric: np.ndarray,
+        categorical: list[list[str | None]],
         log: LogEntries,
-        probability: np.ndarray,
-        labels: np.ndarray,
+        scored: Scored,
     ) -> None:
+        """Offer the champion-answered records to the challenger in shadow (or log them)."""
         challenger = bundle.challenger
         runner = self.shadow_runner
         remote = getattr(runner, "remote", False)
         if runner is None or (challenger is None and not remote):
-            _fill_challenger(log, DISABLED)
+            fill_challenger(log, DISABLED)
             self._append([log])
             if self.metrics is not None:
-                self.metrics.shadow(DISABLED, len(validated))
+                self.metrics.shadow(DISABLED, numeric.shape[0])
             return
         job = ShadowJob(
             rid,
             challenger.scorer if challenger is not None else None,
             challenger.version if challenger is not None else "",
-            validated.numeric,
-            validated.categorical,
-            payload=(log, probability, labels),
+            numeric,
+            categorical,
+            payload=(log, scored.probability, scored.labels),
         )
         runner.offer(job)
 
@@ -417,7 +501,7 @@ class ServingCore:
             log, champion_probability, champion_labels = job.payload
             if result.status == OK:
                 assert result.probability is not None and result.label is not None
-                _fill_challenger(
+                fill_challenger(
                     log,
                     OK,
                     result.probability,
@@ -430,7 +514,7 @@ class ServingCore:
                 )
             else:
                 latency = result.latency_ms if result.status == FAILED else None
-                _fill_challenger(log, result.status, latency_ms=latency)
+                fill_challenger(log, result.status, latency_ms=latency)
             by_status[result.status] = by_status.get(result.status, 0) + len(job)
             logs.append(log)
         if self.metrics is not None:
@@ -524,6 +608,7 @@ class ServingCore:
                 "counts": dict(getattr(runner, "counts", {})),
                 "circuit_breaker": self.breaker.snapshot(),
             },
+            "canary": self.canary.snapshot(),
             "prediction_log": {
                 "path": str(self.settings.prediction_log.path),
                 **vars(self.writer.stats()),
@@ -582,6 +667,7 @@ class ServingCore:
     def close(self, grace_s: float | None = None) -> None:
         """Finish the shadow queue (or shed it), then flush and close both logs."""
         grace = self.settings.shadow.shutdown_grace_s if grace_s is None else grace_s
+        self.canary.close()
         if self.shadow_runner is not None:
             self.shadow_runner.stop(grace)
         bundle = self._bundle

@@ -29,15 +29,34 @@ and latencies per endpoint):
                                               unsupported_media_type (415), shutting_down (503)
 ``challenger_circuit_state{state}``           1 for the breaker's state (closed, open, half_open)
 ``challenger_circuit_transitions_total{to}``  breaker transitions by new state
+``answered_records_total{model_variant}``     records answered by the champion or, on the
+                                              canary, by the challenger
+``request_latency_seconds{route}``            a /predict request's time in the service
+                                              (histogram); route canary: it had canary records
+``canary_records_total{outcome}``             canary records: ok (the challenger answered),
+                                              failed, timeout, skipped (the champion answered)
+``canary_agreement_total{agree}``             canary records: challenger's label = champion's
+``canary_fraction``                           the share the canary answers now (per worker)
+``canary_rolled_back``                        1 while a rollback holds the canary at 0
+``canary_rollbacks_total{reason}``            rollbacks decided by this service's watchers:
+                                              errors, latency, disagreement
+``prediction_log_stalled_seconds``            how long records have waited for the prediction
+                                              log without it writing any (0: none waits)
 ==========================================  =====================================================
+
+Counters are created with their label values at 0, so that a rate over them reads 0 (not
+nothing) before the first event.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
+
+from shadowdrift.serving.config import REQUEST_BUCKETS
 
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 LATENCY_BUCKETS = (
@@ -190,8 +209,88 @@ class ServingMetrics:
             ["to"],
             **common,
         )
+        self._operations_metrics(common)
+        self._initialise()
         self._info_labels: dict[str, tuple[str, ...]] = {}
         self._children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
+
+    def _operations_metrics(self, common: dict[str, Any]) -> None:
+        from prometheus_client import Counter, Gauge, Histogram  # noqa: PLC0415
+
+        self.answered = Counter(
+            "answered_records_total",
+            "Records answered, by the model that answered",
+            ["model_variant"],
+            **common,
+        )
+        self.request_latency = Histogram(
+            "request_latency_seconds",
+            "Time of a /predict request in the service (route canary: it had canary records)",
+            ["route"],
+            buckets=REQUEST_BUCKETS,
+            **common,
+        )
+        self.canary_records = Counter(
+            "canary_records_total", "Canary records by outcome", ["outcome"], **common
+        )
+        self.canary_agreement = Counter(
+            "canary_agreement_total",
+            "Canary records: the challenger's label equals the champion's",
+            ["agree"],
+            **common,
+        )
+        self.canary_fraction = Gauge(
+            "canary_fraction",
+            "Share of records the canary answers now (per worker)",
+            multiprocess_mode="liveall",
+            **common,
+        )
+        self.canary_rolled_back = Gauge(
+            "canary_rolled_back",
+            "1 while a rollback holds the canary's share at 0 (per worker)",
+            multiprocess_mode="liveall",
+            **common,
+        )
+        self.canary_rollbacks = Counter(
+            "canary_rollbacks_total", "Canary rollbacks, by the SLO broken", ["reason"], **common
+        )
+        self.log_stalled = Gauge(
+            "prediction_log_stalled_seconds",
+            "How long records have waited for the prediction log without it writing any",
+            multiprocess_mode="livemax",
+            **common,
+        )
+        # (records written, dropped or rejected; since when that number has not moved)
+        self._log_progress: tuple[int, float] = (0, time.monotonic())
+
+    def _initialise(self) -> None:
+        """Every label value a dashboard or rule expects, at 0."""
+        from shadowdrift.serving.canary import OUTCOMES, ROUTES  # noqa: PLC0415
+        from shadowdrift.serving.canary_watch import ROLLBACK_REASONS  # noqa: PLC0415
+        from shadowdrift.serving.http_guard import REFUSAL_REASONS  # noqa: PLC0415
+
+        for variant in ("champion", "challenger"):
+            self.answered.labels(variant)
+        for route in ROUTES:
+            self.request_latency.labels(route)
+        for outcome in OUTCOMES:
+            self.canary_records.labels(outcome)
+        for reason in ROLLBACK_REASONS:
+            self.canary_rollbacks.labels(reason)
+        for reason in REFUSAL_REASONS:
+            self.refused.labels(reason)
+        for reason in ("validation", "too_large", "bad_request", "not_ready"):
+            self.rejected.labels(reason)
+        for status in ("ok", "shed", "failed", "sampled_out", "disabled", "skipped"):
+            self.shadow_records.labels(status)
+        for agree in ("true", "false"):
+            self.agreement.labels(agree)
+            self.canary_agreement.labels(agree)
+        for outcome in ("ok", "failed"):
+            self.reloads.labels(outcome)
+        for state in CIRCUIT_STATES:
+            self.circuit_transitions.labels(state)
+        self.log_stalled.set(0)
 
     def _scoring_children(self, role: str, version: str) -> tuple[Any, Any, Any, Any]:
         # labels() hashes and locks on every call; a request path pays for it once per model
@@ -225,6 +324,23 @@ class ServingMetrics:
             self.agreement.labels("false").inc(disagree)
         observe_many(self.difference, differences)
 
+    def answered_by(self, variant: str, n_records: int) -> None:
+        self.answered.labels(variant).inc(n_records)
+
+    def request_seconds(self, route: str, seconds: float) -> None:
+        self.request_latency.labels(route).observe(seconds)
+
+    def canary(self, outcome: str, n_records: int, agree: int, disagree: int) -> None:
+        self.canary_records.labels(outcome).inc(n_records)
+        if agree:
+            self.canary_agreement.labels("true").inc(agree)
+        if disagree:
+            self.canary_agreement.labels("false").inc(disagree)
+
+    def canary_state(self, fraction: float, *, rolled_back: bool) -> None:
+        self.canary_fraction.set(fraction)
+        self.canary_rolled_back.set(1 if rolled_back else 0)
+
     def shadow(self, status: str, n_records: int) -> None:
         if n_records:
             self.shadow_records.labels(status).inc(n_records)
@@ -239,6 +355,11 @@ class ServingMetrics:
         for state in ("appended", "flushed", "buffered", "dropped", "rejected"):
             self.log_records.labels(state).set(getattr(stats, f"records_{state}"))
         self.log_flush_errors.set(stats.flush_errors)
+        done = stats.records_flushed + stats.records_dropped + stats.records_rejected
+        now = time.monotonic()
+        if done != self._log_progress[0] or done >= stats.records_appended:
+            self._log_progress = (done, now)
+        self.log_stalled.set(now - self._log_progress[1])
 
     def refused_request(self, reason: str) -> None:
         self.refused.labels(reason).inc()
