@@ -70,3 +70,27 @@ def test_records_the_circuit_breaker_skipped_are_counted_not_hidden():
     row = table.iloc[0]
     assert (row["n_skipped"], row["n_sampled_out"], row["n_compared"]) == (1, 0, 3)
     assert row["challenger_coverage"] == pytest.approx(3 / 6)
+
+
+def test_canary_records_are_counted_apart_from_the_shadow():
+    log = pd.concat([_log(), _log().iloc[:3]], ignore_index=True)
+    # the last three rows: the challenger answered them (the canary); the champion scored too
+    log["model_variant"] = ["champion"] * 6 + ["challenger"] * 3
+    log.loc[6, "challenger_label"] = 0  # now two canary records where the models disagree
+    table = agreement_table(count_agreement(log, ["a"] * 9), ["a"])
+    row = table.iloc[0]
+    assert (row["n_rows"], row["n_canary"]) == (9, 3)
+    # the shadow's figures are the champion-answered records' alone, as without the canary
+    shadow = agreement_table(count_agreement(_log(), ["a"] * 6), ["a"]).iloc[0]
+    for column in ("n_compared", "agreement_rate", "mean_abs_probability_diff", "n_ok", "n_shed"):
+        assert row[column] == pytest.approx(shadow[column]), column
+    assert row["challenger_coverage"] == pytest.approx(3 / 6)
+    assert row["canary_agreement_rate"] == pytest.approx(1 / 3)
+    assert row["canary_mean_abs_probability_diff"] == pytest.approx((0.1 + 0.1 + 0.2) / 3)
+    # the Dask path reads the variant as a category: the same counts
+    as_category = log.assign(model_variant=log["model_variant"].astype("category"))
+    pd.testing.assert_frame_equal(
+        count_agreement(as_category, ["a"] * 9), count_agreement(log, ["a"] * 9)
+    )
+    # a log without the column was answered by the champion throughout
+    assert np.isnan(shadow["canary_agreement_rate"]) and shadow["n_canary"] == 0

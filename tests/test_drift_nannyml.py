@@ -73,6 +73,36 @@ def test_chunk_row_counts_match_ours(weekly):
     ).all()
 
 
+def test_with_a_canary_each_model_is_judged_on_the_records_it_stands_for(weekly):
+    fitted, data, assignment, _ = weekly
+    analysis = data.analysis.copy()
+    scored = analysis["challenger_status"].eq("ok").to_numpy()
+    canary = scored & (np.arange(len(analysis)) % 4 == 0)  # a quarter of the scored records
+    analysis["model_variant"] = np.where(canary, "challenger", "champion")
+    results = run_nannyml(fitted, analysis, assignment)
+    estimated = results.estimated_performance.query("metric == 'roc_auc'")
+    assert list(dict.fromkeys(estimated["model"])) == ["champion", "challenger", "canary"]
+
+    def rows(model: str) -> pd.Series:
+        return estimated.loc[estimated["model"] == model].set_index("chunk")["n_rows"]
+
+    def expected(mask: np.ndarray) -> pd.Series:
+        return pd.Series(assignment.labels[mask]).value_counts()
+
+    for model, mask in (
+        ("champion", ~canary),  # the records the champion answered, not the canary's
+        ("challenger", scored & ~canary),  # in shadow, on the same records
+        ("canary", canary),  # the challenger on the records it answered
+    ):
+        got = rows(model)
+        assert (got == expected(mask).reindex(got.index).to_numpy()).all(), model
+    realised = results.realised_performance
+    assert set(realised["model"]) == {"champion", "challenger", "canary"}
+    assert realised.loc[realised["model"] == "canary", "n_rows"].sum() < (
+        realised.loc[realised["model"] == "champion", "n_rows"].sum()
+    )
+
+
 def test_realised_performance_only_where_labels_arrived(weekly):
     _, data, assignment, results = weekly
     realised = results.realised_performance.query("model == 'champion' and metric == 'roc_auc'")

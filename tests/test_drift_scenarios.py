@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -186,3 +187,30 @@ def test_a_batch_log_without_challenger_or_labels(fitted):
     summary = build_summary(results)
     json.dumps(summary, allow_nan=False)
     assert "Decision: no_retrain" in render_html(summary, build_figures(results))
+
+
+def test_a_canary_is_reported_apart_and_the_decision_judges_the_champions_records(fitted):
+    analysis = scenario("none", labels_as_of=ALL_LABELS).analysis
+    scored = analysis["challenger_status"].eq("ok").to_numpy()
+    canary = scored & (analysis["customer_id"].astype(str).str[-1].isin(["0", "1"])).to_numpy()
+    analysis = analysis.assign(model_variant=np.where(canary, "challenger", "champion"))
+    results = compute_drift(analysis, fitted)
+    assert results.decision["decision"] == "no_retrain"
+    assert int(results.agreement["n_canary"].sum()) == int(canary.sum()) > 0
+    realised = results.nannyml.realised_performance.query("metric == 'roc_auc'")
+    labelled = analysis[analysis["churned"].notna().to_numpy()]
+    in_canary = labelled["model_variant"].eq("challenger")
+    rows = realised.groupby("model")["n_rows"].sum()
+    assert rows["canary"] == in_canary.sum()
+    assert rows["champion"] == (~in_canary).sum()
+
+    summary = build_summary(results)
+    json.dumps(summary, allow_nan=False)
+    assert summary["answered_by"] == {
+        "champion": len(analysis) - int(canary.sum()),
+        "challenger": int(canary.sum()),
+    }
+    assert set(summary["performance"]["realised"]) == {"champion", "challenger", "canary"}
+    figures = build_figures(results)
+    assert "canary (records)" in {trace.name for trace in figures["agreement"].data}
+    assert f"the challenger answered {int(canary.sum())} of the" in render_html(summary, figures)

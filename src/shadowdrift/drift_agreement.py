@@ -1,11 +1,17 @@
 """Champion/challenger agreement per chunk, from the prediction log.
 
-Per chunk: how many records the challenger scored (status ``ok``), on those the share where both
-models give the same label and the mean absolute difference of their probabilities, and how many
-records the challenger did not score, by status (``shed``, ``failed``, ``sampled_out``,
-``disabled``; see docs/prediction_log.md). A falling agreement rate with stable inputs is a sign
-that the two models read the same data differently; a rising ``shed`` or ``failed`` count is an
-operations problem, not drift.
+Per chunk, on the records the champion answered (the challenger in shadow): how many the
+challenger scored (status ``ok``), on those the share where both models give the same label and
+the mean absolute difference of their probabilities, and how many records the challenger did not
+score, by status (``shed``, ``failed``, ``sampled_out``, ``disabled``, ``skipped``; see
+docs/prediction_log.md). A falling agreement rate with stable inputs is a sign that the two
+models read the same data differently; a rising ``shed`` or ``failed`` count is an operations
+problem, not drift.
+
+Records the challenger answered as the canary (``model_variant = challenger``) are counted
+apart: ``n_canary`` and, on them, ``canary_agreement_rate`` and
+``canary_mean_abs_probability_diff`` (the champion scored them too). A log without the
+``model_variant`` column was answered by the champion throughout.
 
 Built from sums like the other drift statistics: ``count_agreement`` per partition, partitions
 added with ``merge_agreement`` (rows matched by chunk), then ``agreement_table`` for the rates.
@@ -29,6 +35,7 @@ from shadowdrift.prediction_log import (
     CHALLENGER_STATUSES,
     CHAMPION_LABEL,
     CHAMPION_PROBABILITY,
+    answered_by_challenger,
 )
 
 REQUIRED_COLUMNS = (
@@ -39,7 +46,20 @@ REQUIRED_COLUMNS = (
     CHALLENGER_LABEL,
 )
 _STATUS_COUNTS = tuple(f"n_{status}" for status in CHALLENGER_STATUSES)
-COUNT_COLUMNS = ("n_rows", "n_compared", "n_agree", "sum_abs_probability_diff", *_STATUS_COUNTS)
+_CANARY_COUNTS = (
+    "n_canary",
+    "n_canary_compared",
+    "n_canary_agree",
+    "sum_canary_abs_probability_diff",
+)
+COUNT_COLUMNS = (
+    "n_rows",
+    "n_compared",
+    "n_agree",
+    "sum_abs_probability_diff",
+    *_STATUS_COUNTS,
+    *_CANARY_COUNTS,
+)
 AGREEMENT_COLUMNS = (
     "chunk",
     "n_rows",
@@ -48,6 +68,9 @@ AGREEMENT_COLUMNS = (
     "mean_abs_probability_diff",
     "challenger_coverage",
     *_STATUS_COUNTS,
+    "n_canary",
+    "canary_agreement_rate",
+    "canary_mean_abs_probability_diff",
 )
 
 
@@ -60,7 +83,9 @@ def count_agreement(
 ) -> pd.DataFrame:
     """Sums per chunk (index ``chunk``, columns ``COUNT_COLUMNS``); ``chunk_key`` labels each row.
 
-    A record is *compared* when its status is ``ok`` and both labels and probabilities are set.
+    A record is *compared* when its status is ``ok`` and both labels and probabilities are set;
+    the shadow's sums (``n_compared``, ``n_agree``, statuses) count the records the champion
+    answered, the ``canary`` sums those the challenger answered.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -88,30 +113,37 @@ def count_agreement(
     challenger_p = frame[CHALLENGER_PROBABILITY].to_numpy(dtype=np.float64, na_value=np.nan)
     champion_y = frame[CHAMPION_LABEL].to_numpy(dtype=np.float64, na_value=np.nan)
     challenger_y = frame[CHALLENGER_LABEL].to_numpy(dtype=np.float64, na_value=np.nan)
-    compared = (
+    scored = (
         (status_codes == status_index.get("ok", -1))
         & ~np.isnan(champion_p)
         & ~np.isnan(challenger_p)
         & ~np.isnan(champion_y)
         & ~np.isnan(challenger_y)
     )
+    canary = answered_by_challenger(frame)
+    agree = champion_y == challenger_y
+    difference = np.where(scored, np.abs(champion_p - challenger_p), 0.0)
 
     def per_chunk(mask: np.ndarray) -> np.ndarray:
         return np.bincount(codes[mask], minlength=n_chunks).astype(np.int64)
 
+    def summed(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes, weights=np.where(mask, difference, 0.0), minlength=n_chunks)
+
+    shadow = ~canary
     sums: dict[str, np.ndarray] = {
         "n_rows": np.bincount(codes, minlength=n_chunks).astype(np.int64),
-        "n_compared": per_chunk(compared),
-        "n_agree": per_chunk(compared & (champion_y == challenger_y)),
-        "sum_abs_probability_diff": np.bincount(
-            codes,
-            weights=np.where(compared, np.abs(champion_p - challenger_p), 0.0),
-            minlength=n_chunks,
-        ),
+        "n_compared": per_chunk(scored & shadow),
+        "n_agree": per_chunk(scored & shadow & agree),
+        "sum_abs_probability_diff": summed(scored & shadow),
+        "n_canary": per_chunk(canary),
+        "n_canary_compared": per_chunk(scored & canary),
+        "n_canary_agree": per_chunk(scored & canary & agree),
+        "sum_canary_abs_probability_diff": summed(scored & canary),
     }
     for status in CHALLENGER_STATUSES:
         # a status absent from the frame has no code: -1 matches no row
-        sums[f"n_{status}"] = per_chunk(status_codes == status_index.get(status, -1))
+        sums[f"n_{status}"] = per_chunk(shadow & (status_codes == status_index.get(status, -1)))
     return pd.DataFrame(sums, index=pd.Index(labels, name="chunk"))[list(COUNT_COLUMNS)]
 
 
@@ -131,18 +163,29 @@ def agreement_table(counts: pd.DataFrame, chunk_order: Sequence[Any] | None = No
             raise AgreementError(f"chunks {unknown} have no agreement counts")
         counts = counts.loc[list(chunk_order)]
     compared = counts["n_compared"].to_numpy(dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        agreement = np.where(compared > 0, counts["n_agree"] / compared, np.nan)
-        diff = np.where(compared > 0, counts["sum_abs_probability_diff"] / compared, np.nan)
+    canary = counts["n_canary_compared"].to_numpy(dtype=np.float64)
+    shadow_rows = (counts["n_rows"] - counts["n_canary"]).to_numpy(dtype=np.float64)
     out = pd.DataFrame(
         {
             "chunk": counts.index.to_numpy(dtype=object),
             "n_rows": counts["n_rows"].to_numpy(dtype=np.int64),
             "n_compared": counts["n_compared"].to_numpy(dtype=np.int64),
-            "agreement_rate": agreement,
-            "mean_abs_probability_diff": diff,
-            "challenger_coverage": compared / counts["n_rows"].to_numpy(dtype=np.float64),
+            "agreement_rate": _rate(counts["n_agree"], compared),
+            "mean_abs_probability_diff": _rate(counts["sum_abs_probability_diff"], compared),
+            "challenger_coverage": _rate(compared, shadow_rows),
             **{c: counts[c].to_numpy(dtype=np.int64) for c in _STATUS_COUNTS},
+            "n_canary": counts["n_canary"].to_numpy(dtype=np.int64),
+            "canary_agreement_rate": _rate(counts["n_canary_agree"], canary),
+            "canary_mean_abs_probability_diff": _rate(
+                counts["sum_canary_abs_probability_diff"], canary
+            ),
         }
     )
     return out.reset_index(drop=True)
+
+
+def _rate(numerator: Any, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator``, NaN where the denominator is 0."""
+    values = np.asarray(numerator, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, values / denominator, np.nan)

@@ -6,7 +6,9 @@
   decision with its reasons and caveats, the chunks,
   per feature / method / chunk drift values with thresholds and alerts (PSI and NannyML),
   multivariate drift, data quality, estimated and realised performance of champion and
-  challenger beside the reference values, champion/challenger agreement, parameters and timings.
+  challenger (and ``canary``: the challenger on the records it answered) beside the reference
+  values, champion/challenger agreement, ``answered_by`` (analysis records per model that
+  answered them, when the log says ``model_variant``), parameters and timings.
 * ``build_figures(results)``: ``{name: plotly Figure}``: PSI heatmap (feature x chunk) and
   lines, multivariate reconstruction error, estimated vs realised performance (champion and
   challenger), agreement over time, data quality.
@@ -40,7 +42,11 @@ logger = logging.getLogger(__name__)
 SUMMARY_FORMAT = "shadowdrift.drift_summary"
 SUMMARY_VERSION = 1
 _DECISION_COLOURS = {"retrain": "#c62828", "no_retrain": "#2e7d32", "insufficient_data": "#8d6e00"}
-_MODEL_COLOURS = {"champion": "#1f77b4", "challenger": "#ff7f0e"}
+_MODEL_COLOURS = {"champion": "#1f77b4", "challenger": "#ff7f0e", "canary": "#2ca02c"}
+# Performance is judged per model on the records it stands for (nannyml_drift.JUDGED): the
+# canary is the challenger on the records it answered, with the challenger's reference.
+_PERFORMANCE_MODELS = ("champion", "challenger", "canary")
+_REFERENCE_OF = {"champion": "champion", "challenger": "challenger", "canary": "challenger"}
 
 
 # --- JSON ----------------------------------------------------------------------------------------
@@ -155,6 +161,7 @@ def build_summary(
         "performance": _performance(results),
         "data_quality": quality,
         "agreement": _records(results.agreement, list(results.agreement.columns)),
+        "answered_by": _answered_by(results.agreement),
         "features_alerting": sorted(features.loc[features["alert"], "feature"].unique().tolist())
         if len(features)
         else [],
@@ -162,6 +169,14 @@ def build_summary(
         "timings_seconds": results.seconds,
     }
     return to_jsonable(summary)
+
+
+def _answered_by(agreement: pd.DataFrame) -> dict[str, int]:
+    """Analysis records by the model that answered them (``model_variant``)."""
+    if "n_canary" not in agreement.columns or agreement.empty:
+        return {}
+    canary = int(agreement["n_canary"].sum())
+    return {"champion": int(agreement["n_rows"].sum()) - canary, "challenger": canary}
 
 
 # --- figures -------------------------------------------------------------------------------------
@@ -340,6 +355,18 @@ def agreement_figure(results: DriftResults) -> go.Figure:
             ),
             secondary_y=False,
         )  # fmt: skip
+        if table["n_canary"].sum() > 0:
+            figure.add_trace(
+                go.Scatter(
+                    x=x, y=table["canary_agreement_rate"], mode="lines+markers",
+                    name="label agreement on canary records", line={"dash": "dot"},
+                ),
+                secondary_y=False,
+            )  # fmt: skip
+            figure.add_trace(
+                go.Bar(x=x, y=table["n_canary"], name="canary (records)", opacity=0.35),
+                secondary_y=True,
+            )
     figure.update_layout(
         title="Champion/challenger agreement and challenger status per chunk",
         barmode="stack",
@@ -472,7 +499,7 @@ def _performance_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[str]]
     complete = {c["chunk"] for c in summary["chunks"] if c["complete"]}
     min_labels = summary["parameters"]["rules"]["realised_performance"]["min_labelled_rows"]
     rows = []
-    for model in ("champion", "challenger"):
+    for model in _PERFORMANCE_MODELS:
         for metric in metrics:
             est = [
                 r
@@ -485,7 +512,7 @@ def _performance_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[str]]
             ]  # fmt: skip
             if not est and not real:
                 continue
-            ref = perf["reference"].get(model, {}).get(metric)
+            ref = perf["reference"].get(_REFERENCE_OF[model], {}).get(metric)
 
             def values(rows: list[dict[str, Any]]) -> list[float]:
                 return [r["value"] for r in rows if r["value"] is not None]
@@ -498,6 +525,22 @@ def _performance_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[str]]
                 _cell(min(values(real), default=None)),
             ]))  # fmt: skip
     return headers, rows
+
+
+def _canary_html(summary: Mapping[str, Any]) -> str:
+    """How the analysis records were answered, when a canary answered some of them."""
+    answered = summary.get("answered_by") or {}
+    canary = answered.get("challenger", 0)
+    if not canary:
+        return ""
+    total = canary + answered.get("champion", 0)
+    return (
+        f"<p><b>Canary:</b> the challenger answered {canary} of the {total} analysis records "
+        f"({canary / total:.1%}, <code>model_variant = challenger</code>). The champion's "
+        "performance is judged on the records it answered, the challenger's (in shadow) on the "
+        "same records, and the canary's on the records the challenger answered; agreement is "
+        "reported apart for the canary records.</p>"
+    )
 
 
 def _decision_html(decision: Mapping[str, Any]) -> str:
@@ -621,6 +664,7 @@ def render_html(summary: Mapping[str, Any], figures: Mapping[str, go.Figure]) ->
 Performance baseline: {ref.get("n_rows")} rows, {html.escape(str(ref.get("start")))} to {html.escape(str(ref.get("end")))}.
 Analysis: {ana.get("n_rows")} rows ({ana.get("n_labelled")} labelled), {html.escape(str(ana.get("start")))}
 to {html.escape(str(ana.get("end")))}; champion threshold {summary.get("threshold")}.</p>
+{_canary_html(summary)}
 {_decision_html(summary["decision"])}
 <h2>Features</h2>
 <p>Alerts counted over complete chunks; PSI alert at {summary["parameters"]["psi"]["alert"]}, NannyML

@@ -9,6 +9,12 @@ Four monitors, fitted once (``fit_nannyml``) and run on any analysis frame (``ru
   challenger (on the records the challenger scored),
 * realised performance (``PerformanceCalculator``) on the records whose label has arrived.
 
+Performance is judged per model on the records it stands for (``model_variant``, the canary,
+docs/serving.md): ``champion`` on the records the champion answered, ``challenger`` on those
+the challenger scored in shadow (the champion answered them), and ``canary`` on those the
+challenger answered as the canary (with the challenger's calibration). A log without canary
+records has no ``canary`` rows, and ``champion`` and ``challenger`` cover it all.
+
 The first two are fitted on the features baseline, the last two on the performance baseline
 (labelled rows with out-of-sample scores; ``drift_baseline``). The domain classifier is left
 out: it trains a model per chunk and takes minutes.
@@ -63,8 +69,12 @@ from shadowdrift.prediction_log import (
     CHALLENGER_LABEL,
     CHALLENGER_PROBABILITY,
     CHALLENGER_STATUS,
+    CHALLENGER_VARIANT,
     CHAMPION_LABEL,
     CHAMPION_PROBABILITY,
+    CHAMPION_VARIANT,
+    MODEL_VARIANT,
+    answered_by_challenger,
 )
 from shadowdrift.schema import DataSchema
 
@@ -75,6 +85,13 @@ CHUNK_INDEX = "__shadowdrift_chunk_index"
 MODELS = {
     "champion": (CHAMPION_PROBABILITY, CHAMPION_LABEL),
     "challenger": (CHALLENGER_PROBABILITY, CHALLENGER_LABEL),
+}
+# The models performance is judged for: (the fitted model whose outputs they are, who answered
+# the records: ``model_variant``). ``canary`` is the challenger on the records it answered.
+JUDGED = {
+    "champion": ("champion", CHAMPION_VARIANT),
+    "challenger": ("challenger", CHAMPION_VARIANT),
+    "canary": ("challenger", CHALLENGER_VARIANT),
 }
 UNIVARIATE_COLUMNS = (
     "chunk",
@@ -549,14 +566,17 @@ def _run_performance(
     target = fitted.schema.target
     metrics = fitted.params.performance_metrics
     estimated, realised = [], []
-    for model, estimator in fitted.estimators.items():
-        probability, label = MODELS[model]
+    for model in _judged_models(fitted, frame):
+        fitted_as, answered_by = JUDGED[model]
+        estimator = fitted.estimators[fitted_as]
+        probability, label = MODELS[fitted_as]
         if probability not in frame.columns or label not in frame.columns:
             logger.warning(
                 "The analysis frame has no %s column: %s not estimated", probability, model
             )
             continue
-        scored = _model_frame(frame, model, "analysis")
+        rows = frame.loc[answered_by_challenger(frame) == (answered_by == CHALLENGER_VARIANT)]
+        scored = _model_frame(rows, fitted_as, "analysis")
         if scored.empty:
             logger.info("No analysis row was scored by the %s: nothing to estimate", model)
             continue
@@ -571,12 +591,21 @@ def _run_performance(
             logger.info("No labelled analysis rows for the %s yet: no realised performance", model)
             continue
         n_labelled = labelled.groupby(CHUNK_LABEL).size()
-        result = fitted.calculators[model].calculate(labelled)
+        result = fitted.calculators[fitted_as].calculate(labelled)
         realised.append(performance_table(result, model, "realised", metrics, n_labelled))
     return (
         pd.concat(estimated, ignore_index=True) if estimated else _empty(PERFORMANCE_COLUMNS),
         pd.concat(realised, ignore_index=True) if realised else _empty(PERFORMANCE_COLUMNS),
     )
+
+
+def _judged_models(fitted: FittedNannyML, frame: pd.DataFrame) -> list[str]:
+    """Champion, challenger (those fitted) and canary when the frame has records the
+    challenger answered."""
+    models = list(fitted.estimators)
+    if "challenger" in fitted.estimators and answered_by_challenger(frame).any():
+        models.append("canary")
+    return models
 
 
 def run_nannyml(
@@ -602,7 +631,9 @@ def run_nannyml(
             f"the chunk assignment covers {len(assignment.codes)} rows, the analysis has "
             f"{len(analysis)}"
         )
-    optional = [c for c in (schema.target, CHALLENGER_STATUS) if c in analysis.columns]
+    optional = [
+        c for c in (schema.target, CHALLENGER_STATUS, MODEL_VARIANT) if c in analysis.columns
+    ]
     if "challenger" in fitted.estimators:
         optional += [c for c in MODELS["challenger"] if c in analysis.columns]
     columns = [ts, *schema.features, *MODELS["champion"], *optional]

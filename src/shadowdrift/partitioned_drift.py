@@ -60,6 +60,7 @@ from shadowdrift.frames import (
 )
 from shadowdrift.ground_truth import feedback_labels
 from shadowdrift.nannyml_drift import (
+    JUDGED,
     MULTIVARIATE_COLUMNS,
     PERFORMANCE_COLUMNS,
     UNIVARIATE_COLUMNS,
@@ -360,7 +361,8 @@ def _nannyml_results(
         ):
             univariate_blocks += [(name, method) for name in names for method in methods]
     univariate_rank = {key: i for i, key in enumerate(univariate_blocks)}
-    models = list(fitted.estimators)
+    # the pandas path's order: the fitted models, then the canary (nannyml_drift.JUDGED)
+    models = [m for m in JUDGED if m in fitted.estimators or m == "canary"]
     metrics = list(fitted.params.performance_metrics)
 
     def performance_block(row: Any) -> tuple[int, int]:

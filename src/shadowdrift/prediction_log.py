@@ -1352,6 +1352,14 @@ def utc_times(times: pd.Series) -> pd.Series:
     return times.dt.tz_localize("UTC") if times.dt.tz is None else times.dt.tz_convert("UTC")
 
 
+def answered_by_challenger(frame: pd.DataFrame) -> np.ndarray:
+    """True for the rows the challenger answered (``model_variant = challenger``: canary
+    records); a frame without the column was answered by the champion throughout."""
+    if MODEL_VARIANT not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame[MODEL_VARIANT].eq(CHALLENGER_VARIANT).fillna(False).to_numpy(dtype=bool)
+
+
 def schema_from_metadata(file: Path, metadata: dict[bytes, bytes] | None) -> LogSchema:
     """The ``LogSchema`` a part file records in its Parquet metadata; errors name the file."""
     metadata = metadata or {}

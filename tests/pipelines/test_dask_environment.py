@@ -280,18 +280,25 @@ def test_partitioned_validation_coerces_as_pandas_does():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("chunking", "features_baseline_rows"),
+    ("chunking", "features_baseline_rows", "canary"),
     [
-        ({"by": "period", "period": "W", "min_rows": 200}, None),
-        ({"by": "size", "size": 700, "min_rows": 400}, None),
+        ({"by": "period", "period": "W", "min_rows": 200}, None, False),
+        ({"by": "size", "size": 700, "min_rows": 400}, None, False),
         # a features baseline of its own (drift.baseline.features): 30,000 history rows
-        ({"by": "period", "period": "W", "min_rows": 200}, 30_000),
+        ({"by": "period", "period": "W", "min_rows": 200}, 30_000, False),
+        # a canary answered a fifth of the records the challenger scored: both paths keep the
+        # variants apart in agreement and performance (size chunks: the global order too)
+        ({"by": "size", "size": 700, "min_rows": 400}, None, True),
     ],
 )
-def test_partitioned_drift_equals_the_single_process_run(chunking, features_baseline_rows):
+def test_partitioned_drift_equals_the_single_process_run(chunking, features_baseline_rows, canary):
     scenario = support.scenario("covariate_shift", n_production=4000, labels_as_of="2025-03-01")
     analysis = scenario.analysis.sort_values("event_time", kind="stable").reset_index(drop=True)
     analysis["record_index"] = np.arange(len(analysis))
+    if canary:
+        scored = analysis["challenger_status"].eq("ok").to_numpy()
+        chosen = scored & (np.random.default_rng(5).random(len(analysis)) < 0.2)
+        analysis["model_variant"] = np.where(chosen, "challenger", "champion")
     features_baseline = (
         None if features_baseline_rows is None else support.history().iloc[-features_baseline_rows:]
     )
@@ -317,6 +324,9 @@ def test_partitioned_drift_equals_the_single_process_run(chunking, features_base
         )
     assert got.decision == expected.decision
     assert got.analysis == expected.analysis
+    judged = set(expected.nannyml.realised_performance["model"])
+    assert ("canary" in judged) == canary
+    assert (expected.agreement["n_canary"].sum() > 0) == canary
 
 
 # --- end to end: kedro run in both environments ------------------------------------------------
