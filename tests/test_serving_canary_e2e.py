@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 FRACTION = 0.5
 ROLLBACK = {"window_s": 5, "for_s": 3, "check_interval_s": 0.5, "min_records": 5}
+AFTER_ROLLBACK = 24  # requests sent after both workers report the share at 0
 
 
 @dataclass
@@ -70,6 +71,10 @@ class Traffic:
                 self.answers.append(
                     Answer(sent, time.monotonic() - sent, response.status_code, variant)
                 )
+
+    def answered_after(self, sent: float) -> int:
+        with self._lock:
+            return sum(answer.sent > sent for answer in self.answers)
 
     def __enter__(self) -> Traffic:
         self._threads = [threading.Thread(target=self._send, daemon=True) for _ in range(4)]
@@ -115,9 +120,10 @@ def _rollback_story(tmp_path: Path, fault: str) -> dict[str, Any]:
         },
     )
     (tmp_path / "data").mkdir()
-    story: dict[str, Any] = {}
+    story: dict[str, Any] = {"started": time.monotonic()}
     with running_server(tmp_path / "data", config_path=config) as server:
         _wait_for_both_workers_routing(server)
+        story["routing"] = time.monotonic()
         with Traffic(server.url) as traffic:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -127,9 +133,14 @@ def _rollback_story(tmp_path: Path, fault: str) -> dict[str, Any]:
                 ):
                     break
                 time.sleep(0.1)
-            story["all_workers_at_zero"] = time.monotonic()
+            story["all_workers_at_zero"] = zero = time.monotonic()
+            story["all_workers_at_zero_utc"] = datetime.now(UTC)
             story["gauges"] = gauges
-            time.sleep(3)  # traffic after the rollback
+            # traffic after the rollback: a count of answers, not a time (a loaded machine
+            # answers fewer requests per second)
+            deadline = zero + 60
+            while time.monotonic() < deadline and traffic.answered_after(zero) < AFTER_ROLLBACK:
+                time.sleep(0.1)
         story["answers"] = list(traffic.answers)
         story["model_info"] = httpx.get(f"{server.url}/model_info", timeout=30).json()
         story["metrics"] = httpx.get(f"{server.url}/metrics", timeout=30).text
@@ -151,30 +162,32 @@ def _check_story(story: dict[str, Any], fault: str, reason: str) -> None:
     rollback = canary["rolled_back"]
     assert canary["fraction"] == 0 and canary["configured_fraction"] == FRACTION
     assert rollback["reason"] == reason, rollback
-    breach_to_rollback = (
-        datetime.fromisoformat(rollback["at"]) - datetime.fromisoformat(rollback["breach_since"])
-    ).total_seconds()
-    assert ROLLBACK["for_s"] <= breach_to_rollback <= ROLLBACK["for_s"] + 1.5, rollback
-
-    # after every worker reports 0, the champion answers every record
-    after = [a for a in answers if a.sent > story["all_workers_at_zero"]]
-    assert len(after) > 20 and {a.variant for a in after} == {"champion"}
+    breach_since = datetime.fromisoformat(rollback["breach_since"])
+    breach_to_rollback = (datetime.fromisoformat(rollback["at"]) - breach_since).total_seconds()
+    # to the share at 0 in both workers: the other worker reads the file at its next check
+    breach_to_zero = (story["all_workers_at_zero_utc"] - breach_since).total_seconds()
     to_zero = story["all_workers_at_zero"] - min(a.sent for a in answers)
-    # from the first request: the window fills (min_records), the breach lasts for_s, the other
-    # worker's next check reads the file
-    assert to_zero < ROLLBACK["window_s"] + ROLLBACK["for_s"] + 3, to_zero
-    logger.info(
-        "%s challenger: breach -> rollback %.2f s (for_s %s); first request -> share 0 in "
-        "both workers %.2f s (window_s %s, min_records %s, check every %s s); %d requests, "
-        "all 200",
-        fault, breach_to_rollback, ROLLBACK["for_s"], to_zero, ROLLBACK["window_s"],
-        ROLLBACK["min_records"], ROLLBACK["check_interval_s"], len(answers),
-    )  # fmt: skip
-    print(  # noqa: T201 - the closing note quotes these figures (pytest -s)
+    after = [a for a in answers if a.sent > story["all_workers_at_zero"]]
+    figures = (
         f"canary rollback, {fault} challenger: breach to rollback {breach_to_rollback:.2f} s, "
+        f"breach to share 0 in both workers {breach_to_zero:.2f} s, "
         f"first request to share 0 in both workers {to_zero:.2f} s "
-        f"(window {ROLLBACK['window_s']} s, for {ROLLBACK['for_s']} s)"
+        f"(window {ROLLBACK['window_s']} s, for {ROLLBACK['for_s']} s, check every "
+        f"{ROLLBACK['check_interval_s']} s, min_records {ROLLBACK['min_records']}); "
+        f"server start to both workers routing {story['routing'] - story['started']:.1f} s; "
+        f"{len(answers)} requests, {len(after)} after the rollback"
     )
+    logger.info("%s", figures)
+    print(figures)  # noqa: T201 - the closing note quotes these figures (pytest -s)
+
+    assert ROLLBACK["for_s"] <= breach_to_rollback <= ROLLBACK["for_s"] + 1.5, rollback
+    # the test polls /metrics every 0.1 s; a /metrics answer may take a while on a busy machine
+    assert breach_to_zero <= ROLLBACK["for_s"] + 2 * ROLLBACK["check_interval_s"] + 1.5, rollback
+    # after every worker reports 0, the champion answers every record
+    assert len(after) >= AFTER_ROLLBACK and {a.variant for a in after} == {"champion"}
+    # from the first request the window must first hold min_records canary records: how long
+    # that takes depends on how fast a (shared) machine answers, hence only a loose bound
+    assert to_zero < 30, to_zero
 
     metrics = story["metrics"]
     rollbacks = re.search(
