@@ -4,6 +4,10 @@ A challenger made slow (it sleeps 0.3 s per call) and one made to fail (it raise
 half of the customers as a canary. The watcher rolls the canary back in every worker within the
 configured window; no client gets a failed request; the log and ``/metrics`` say which model
 answered. Bounded traffic on loopback; each server is stopped here.
+
+The shadow runs in ``thread`` mode: the canary answers from the challenger loaded in the worker
+in ``process`` mode too, and not starting a challenger process per worker halves the time to a
+routing server on this 2-core machine (29-37 s against 56-77 s, separate runs).
 """
 
 from __future__ import annotations
@@ -116,6 +120,9 @@ def _rollback_story(tmp_path: Path, fault: str) -> dict[str, Any]:
         {
             "workers": 2,
             "models": {"challenger": f"{name}:latest"},
+            # the canary answers from the challenger in the worker in either mode; thread
+            # spares starting a challenger process per worker
+            "shadow": {"mode": "thread"},
             "canary": {"fraction": FRACTION, "timeout_s": 2.0, "rollback": ROLLBACK},
         },
     )
