@@ -126,6 +126,11 @@ class Prometheus:
         return httpx.get(f"{self.url}/api/v1/alerts", timeout=30).json()["data"]["alerts"]
 
 
+def _newest(versioned: Path) -> Path:
+    """The newest version of a versioned dataset file."""
+    return sorted(versioned.glob(f"*/{versioned.name}"))[-1]
+
+
 def panel_queries() -> list[tuple[str, str, str]]:
     """(dashboard file, panel title, expr) for every target of every panel."""
     found = []
@@ -216,11 +221,10 @@ def stack(tmp_path_factory) -> Iterator[dict[str, Any]]:
             }
             facts["records"] = {record: prometheus.finite(record) for record in recording_rules()}
             facts["alerts"] = prometheus.alerts()
-            facts["verdict_file"] = (workspace / "data/08_reporting/drift_metrics.prom").read_text()
+            reports = workspace / "data/08_reporting"
+            facts["verdict_file"] = _newest(reports / "drift_metrics.prom").read_text()
             facts["decision"] = json.loads(
-                sorted((workspace / "data/08_reporting/retraining_decision.json").glob("*/*"))[
-                    -1
-                ].read_text()
+                _newest(reports / "retraining_decision.json").read_text()
             )
     facts["total_seconds"] = time.perf_counter() - started
     logger.info(
