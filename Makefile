@@ -27,12 +27,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/kedro run
 
-# Debian packages the tests use: PostgreSQL (MLflow on a real database) and Chromium (kedro-viz
-# rendered headless). Installed only when missing; needs root (CI runs as root).
+# Debian packages the tests use: PostgreSQL (MLflow on a real database), Chromium (kedro-viz
+# rendered headless), Prometheus with promtool and the Pushgateway (monitoring/: rules tested,
+# dashboards queried). Installed only when missing; needs root (CI runs as root).
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing Debian packages:$$missing"; \

@@ -271,8 +271,30 @@ def test_batches_are_logged_column_by_column_like_single_records(harness):
         assert (part["champion_latency_ms"] > 0).all() and (part["challenger_latency_ms"] > 0).all()
 
 
+def test_each_models_scoring_series_exist_at_zero_once_it_is_loaded(harness):
+    """A scrape before the first request sees 0, so a rate over the first burst is not lost."""
+    h = harness()
+    for role, version in (("champion", "1"), ("challenger", "2")):
+        labels = {"role": role, "model_version": version}
+        assert h.registry.get_sample_value("shadowdrift_model_records_total", labels) == 0
+        assert h.registry.get_sample_value("shadowdrift_model_requests_total", labels) == 0
+        count = h.registry.get_sample_value(
+            "shadowdrift_model_latency_seconds_count", {"role": role}
+        )
+        assert count == 0, role
+
+
 def test_unseen_categories_and_missing_values_are_counted(harness):
     h = harness()
+    # every feature's counter exists at 0 before the first request: a rate over it reads 0
+    for feature in h.core.schema.categorical_features:
+        value = h.registry.get_sample_value(
+            "shadowdrift_unseen_category_total", {"feature": feature}
+        )
+        assert value == 0, feature
+    for feature in h.core.schema.features:
+        value = h.registry.get_sample_value("shadowdrift_missing_value_total", {"feature": feature})
+        assert value == 0, feature
     h.core.predict([record(payment_method="digital_wallet", satisfaction_score=None)])
     assert metric(h.registry, "shadowdrift_unseen_category_total", feature="payment_method") == 1
     assert metric(h.registry, "shadowdrift_missing_value_total", feature="satisfaction_score") == 1

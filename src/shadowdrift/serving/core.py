@@ -201,6 +201,7 @@ class ServingCore:
         self._stats_stop = threading.Event()
         self._stats_thread: threading.Thread | None = None
         if metrics is not None:
+            metrics.input_features(self.schema.categorical_features, self.schema.features)
             self._stats_thread = threading.Thread(
                 target=self._publish_stats, name="serving-stats", daemon=True
             )
@@ -233,6 +234,11 @@ class ServingCore:
                 self.breaker.reset("a new challenger was loaded")
         self._breaker_changed(None, self.breaker.state)
         if self.metrics is not None:
+            # the scoring series at 0 before the first call: a burst shorter than a scrape
+            # interval would otherwise appear at its final count and show no rate at all
+            self.metrics.scoring_series(CHAMPION, bundle.champion.version)
+            if bundle.challenger is not None:
+                self.metrics.scoring_series(CHALLENGER, bundle.challenger.version)
             self.metrics.loaded(CHAMPION, bundle.champion.metric_labels())
             self.metrics.loaded(
                 CHALLENGER, bundle.challenger.metric_labels() if bundle.challenger else None

@@ -45,7 +45,8 @@ and latencies per endpoint):
 ==========================================  =====================================================
 
 Counters are created with their label values at 0, so that a rate over them reads 0 (not
-nothing) before the first event.
+nothing) before the first event; the per-feature input counters once the service knows the
+schema (``input_features``).
 """
 
 from __future__ import annotations
@@ -306,6 +307,10 @@ class ServingMetrics:
             self._children[key] = children
         return children
 
+    def scoring_series(self, role: str, version: str) -> None:
+        """Create ``role``'s scoring counters and histograms for ``version``, at 0."""
+        self._scoring_children(role, version)
+
     def scored(self, role: str, version: str, probabilities: np.ndarray, seconds: float) -> None:
         requests, records, latency, probability = self._scoring_children(role, version)
         requests.inc()
@@ -344,6 +349,14 @@ class ServingMetrics:
     def shadow(self, status: str, n_records: int) -> None:
         if n_records:
             self.shadow_records.labels(status).inc(n_records)
+
+    def input_features(self, categorical: list[str], features: list[str]) -> None:
+        """Per-feature input counters at 0, so that a rate over them reads 0 before the first
+        unseen category or missing value (and a dashboard shows every feature)."""
+        for feature in categorical:
+            self.unseen.labels(feature)
+        for feature in features:
+            self.missing.labels(feature)
 
     def inputs(self, unseen: dict[str, int], missing: dict[str, int]) -> None:
         for feature, count in unseen.items():

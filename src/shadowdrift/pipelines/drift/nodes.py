@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from shadowdrift import registry
 from shadowdrift.churn_model import LABEL, PROBABILITY
 from shadowdrift.drift_baseline import FOR_PERFORMANCE, select_baseline, windows_needed
+from shadowdrift.drift_metrics import format_drift_metrics, push_drift_metrics
 from shadowdrift.drift_monitor import fit_reference, records_after, reference_end, run_drift
 from shadowdrift.drift_params import DriftParams
 from shadowdrift.drift_report import build_figures, build_summary, render_html, to_jsonable
@@ -249,3 +250,24 @@ def _mlflow_metrics(results: Any) -> dict[str, Any]:
             {"value": float(row.psi), "step": chunk_order.get(row.chunk, 0)}
         )
     return metrics
+
+
+def drift_metrics_text(reporting_drift_summary: dict[str, Any]) -> str:
+    """The run's verdict, alerting features and performance per model as Prometheus text."""
+    return format_drift_metrics(reporting_drift_summary)
+
+
+def publish_drift_metrics(
+    reporting_drift_metrics_prometheus: str, drift_metrics: dict[str, Any]
+) -> None:
+    """Push the metrics to ``drift_metrics.pushgateway_url`` (null: the file is all)."""
+    url = drift_metrics.get("pushgateway_url")
+    if not url:
+        logger.info("Drift metrics written; not pushed (drift_metrics.pushgateway_url is null)")
+        return
+    push_drift_metrics(
+        reporting_drift_metrics_prometheus,
+        str(url),
+        str(drift_metrics.get("job", "shadowdrift_drift")),
+        timeout_s=float(drift_metrics.get("timeout_s", 10.0)),
+    )

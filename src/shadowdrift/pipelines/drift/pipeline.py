@@ -3,7 +3,9 @@ from kedro.pipeline import Pipeline, node
 from .nodes import (
     FIGURES,
     attach_ground_truth,
+    drift_metrics_text,
     monitor_drift,
+    publish_drift_metrics,
     score_reference_window,
     select_drift_baseline,
 )
@@ -68,6 +70,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                     *(f"reporting_drift_{name}" for name in FIGURES),
                 ],
                 name="monitor_drift_and_decide",
+                tags=["drift"],
+            ),
+            node(
+                drift_metrics_text,
+                inputs="reporting_drift_summary",
+                outputs="reporting_drift_metrics_prometheus",
+                name="format_drift_metrics",
+                tags=["drift"],
+            ),
+            node(
+                publish_drift_metrics,
+                inputs=["reporting_drift_metrics_prometheus", "params:drift_metrics"],
+                outputs=None,
+                name="push_drift_metrics",
                 tags=["drift"],
             ),
         ]
