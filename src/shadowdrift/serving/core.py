@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,7 @@ from shadowdrift.prediction_log import (
     LogSchema,
     PredictionLogWriter,
 )
+from shadowdrift.prediction_wal import AcknowledgedLogs, open_durable_logs
 from shadowdrift.schema import DataSchema, parse_schema
 from shadowdrift.serving import model_store as store
 from shadowdrift.serving.challenger_process import ChallengerProcess
@@ -76,11 +78,16 @@ REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP answer: status, JSON body (dict, or bytes already encoded) and headers."""
+    """An HTTP answer: status, JSON body (dict, or bytes already encoded) and headers.
+
+    ``durable`` (acknowledged durability): resolves once the request's records are on disk;
+    the answer must not be sent before (``ServingCore.acknowledged``).
+    """
 
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    durable: Future | None = None
 
     def body_bytes(self) -> bytes:
         return self.body if isinstance(self.body, bytes) else orjson.dumps(self.body)
@@ -342,6 +349,12 @@ class ServingCore:
         self.ground_truth = ground_truth_writer or GroundTruthWriter(
             settings.ground_truth.path, flush_interval_s=settings.ground_truth.flush_interval_s
         )
+        # replays what crashed workers acknowledged; acknowledged mode: the write-ahead logs
+        self.acknowledged: AcknowledgedLogs | None = open_durable_logs(
+            self.writer, self.ground_truth, settings.log_durability
+        )
+        if self.acknowledged is not None:
+            self.writer = self.acknowledged.predictions  # type: ignore[assignment]
         shadow = settings.shadow
         self.breaker = CircuitBreaker(
             shadow.circuit_breaker.failures,
@@ -473,6 +486,7 @@ class ServingCore:
             log = self._log_records(
                 validated, rid, champion.version, probabilities, label_list, seconds
             )
+        durable = self.acknowledged.write_ahead(log) if self.acknowledged else None
         self._shadow(bundle, rid, validated, log, probability, labels)
         if self.metrics is not None:
             self.metrics.scored(CHAMPION, champion.version, probability, seconds)
@@ -493,7 +507,7 @@ class ServingCore:
                 for index, (p, label) in enumerate(zip(probabilities, label_list, strict=True))
             ],
         }
-        return Reply(200, orjson.dumps(body), {REQUEST_ID_HEADER: rid})
+        return Reply(200, orjson.dumps(body), {REQUEST_ID_HEADER: rid}, durable)
 
     def _records(self, payload: Any) -> list[Any]:
         if isinstance(payload, list):
@@ -681,10 +695,14 @@ class ServingCore:
             )
         except RequestRejected as exc:
             return self._reject(exc, None, reason="feedback_validation")
-        self.ground_truth.append(labels)
+        durable = None
+        if self.acknowledged is None:
+            self.ground_truth.append(labels)
+        else:
+            durable = self.acknowledged.labels(labels)
         if self.metrics is not None:
             self.metrics.feedback.inc(len(labels))
-        return Reply(200, {"accepted": len(labels)})
+        return Reply(200, {"accepted": len(labels)}, durable=durable)
 
     # -- GET /model_info -------------------------------------------------------------------
 
@@ -720,6 +738,9 @@ class ServingCore:
                 **vars(self.writer.stats()),
             },
             "ground_truth": {"path": str(self.settings.ground_truth.path)},
+            "durability": (
+                self.acknowledged.describe() if self.acknowledged else {"mode": "buffered"}
+            ),
             "worker_pid": os.getpid(),
         }
 
@@ -783,6 +804,8 @@ class ServingCore:
         self._stats_stop.set()
         self.writer.close()
         self.ground_truth.close()
+        if self.acknowledged is not None:
+            self.acknowledged.close()  # after the writers' final flushes
         if self.metrics is not None:
             self.metrics.writer_stats(self.writer.stats())
 

@@ -398,6 +398,7 @@ class ChurnService:
             )
         else:
             reply = self.core.predict(records, request_id)
+        reply = await self._acknowledged(reply)
         return _response(reply, ctx)  # type: ignore[return-value]
 
     @bentoml.api(route="/feedback")
@@ -424,7 +425,20 @@ class ChurnService:
                 )
                 if value is not None
             }
-        return _response(self.core.feedback(payload))  # type: ignore[return-value]
+        reply = await self._acknowledged(self.core.feedback(payload))
+        return _response(reply)  # type: ignore[return-value]
+
+    async def _acknowledged(self, reply: Reply) -> Reply:
+        """``serving.log.durability: acknowledged``: the answer once its records are fsynced
+        (the write-ahead log's committer resolves the future; the event loop does not block),
+        a 503 if they cannot be."""
+        if reply.durable is None:
+            return reply
+        try:
+            await asyncio.wrap_future(reply.durable)
+        except Exception as exc:
+            return _withheld(reply, exc, self.metrics)
+        return reply
 
     @bentoml.api(route="/reload")
     async def reload(self, ctx: bentoml.Context, source: str = "store") -> dict[str, t.Any]:
@@ -470,6 +484,23 @@ class ChurnService:
             await drain(SETTINGS.shadow.shutdown_grace_s)
         await asyncio.to_thread(self._batch_pool.shutdown, True)
         await asyncio.to_thread(self.core.close)
+
+
+def _withheld(reply: Reply, exc: BaseException, metrics: t.Any) -> Reply:
+    """The 503 that replaces an answer whose records could not be made durable."""
+    from shadowdrift.serving.core import REQUEST_ID_HEADER, Reply
+
+    logger.error("Answer withheld: its records could not be made durable (%s)", exc)
+    metrics.rejected.labels("not_durable").inc()
+    headers = {k: v for k, v in reply.headers.items() if k == REQUEST_ID_HEADER}
+    return Reply(
+        503,
+        {
+            "error": "the records could not be written to the log durably, so the answer is "
+            f"withheld (serving.log.durability: acknowledged); retry: {exc}"
+        },
+        {**headers, "Retry-After": "1"},
+    )
 
 
 def _check_token(authorization: str) -> Reply | None:
