@@ -287,3 +287,18 @@ def test_readers_never_see_the_write_ahead_log(tmp_path, reader):
 
         frame = PredictionLogDataset(path=str(log_dir), id_column=SCHEMA.id_column).load()
     assert sorted(frame["request_id"]) == ["a", "a"]
+
+
+def test_a_directory_being_created_is_left_alone_and_a_stale_one_removed(tmp_path):
+    # another worker starting at the same moment, between its mkdir and its flock
+    starting = tmp_path / ".new-host-1-abc"
+    starting.mkdir()
+    assert list(wal.orphan_directories(tmp_path)) == []
+    assert starting.is_dir()
+
+    # left by a crash a while ago: cleaned up, nothing replayed
+    (starting / wal.LOCK_NAME).touch()
+    an_hour_ago = time.time() - 3600
+    os.utime(starting, (an_hour_ago, an_hour_ago))
+    assert list(wal.orphan_directories(tmp_path)) == []
+    assert not starting.exists()

@@ -60,6 +60,8 @@ LOCK_NAME = "lock"
 MAX_ENTRY_BYTES = 1 << 30
 _SEGMENT_NAME = re.compile(rf"{SEGMENT_PREFIX}(\d+){re.escape(SEGMENT_SUFFIX)}")
 _NEW_PREFIX = ".new-"
+# a directory still under its hidden name this long after its creation was left by a crash
+_NEW_GRACE_S = 60.0
 
 
 class WriteAheadError(RuntimeError):
@@ -209,6 +211,13 @@ def _create_owned_directory(root: Path, name: str) -> tuple[Path, int]:
     return final, fd
 
 
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 @dataclass
 class OrphanDirectory:
     """The directory of a writer whose process is gone, locked by us until ``remove``."""
@@ -242,6 +251,8 @@ def orphan_directories(root: Path) -> Iterator[OrphanDirectory]:
     for path in sorted(root.iterdir()):
         if not path.is_dir():
             continue
+        if path.name.startswith(_NEW_PREFIX) and _age_s(path) < _NEW_GRACE_S:
+            continue  # another worker starting now may be between mkdir and flock
         fd = _lock(path / LOCK_NAME, create=False)
         if fd is None:
             if path.name.startswith(_NEW_PREFIX) and not (path / LOCK_NAME).exists():
