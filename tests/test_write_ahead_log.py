@@ -276,16 +276,22 @@ def test_a_torn_tail_after_kill_9_is_skipped_and_the_rest_recovered(tmp_path, ca
     assert_exactly_once(log_dir, label_dir)
 
 
-@pytest.mark.parametrize("reader", ["read_prediction_log", "catalog"])
+@pytest.mark.parametrize("reader", ["read_prediction_log", "catalog", "dask"])
 def test_readers_never_see_the_write_ahead_log(tmp_path, reader):
     log_dir, _ = crash_a_worker(tmp_path)  # part files and segments side by side
+    from tests.test_prediction_log import SCHEMA
+
     if reader == "read_prediction_log":
         frame = read_prediction_log(log_dir)
-    else:
+    elif reader == "catalog":
         from shadowdrift.datasets import PredictionLogDataset
-        from tests.test_prediction_log import SCHEMA
 
         frame = PredictionLogDataset(path=str(log_dir), id_column=SCHEMA.id_column).load()
+    else:
+        from shadowdrift.datasets.dask_prediction_log_dataset import DaskPredictionLogDataset
+
+        dataset = DaskPredictionLogDataset(path=str(log_dir), id_column=SCHEMA.id_column)
+        frame = dataset.load().compute()
     assert sorted(frame["request_id"]) == ["a", "a"]
 
 
