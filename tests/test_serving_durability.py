@@ -4,8 +4,9 @@ A real ``bentoml serve`` (2 workers, the challenger in its child process) on a f
 loopback port gets bounded traffic from 8 keep-alive connections: single records, batches
 (logged as column blocks) and ``/feedback`` labels, each with its own request id. After a
 while every process of the service (the arbiter, the workers, the challengers' processes) is
-killed with SIGKILL at once, the service is started again on the same data and stopped
-cleanly, and the prediction and ground-truth logs are read back.
+killed with SIGKILL at once, the service is started again on the same data (without the
+shadow, which recovery does not involve) and stopped cleanly, and the prediction and
+ground-truth logs are read back.
 
 * ``serving.log.durability: acknowledged``: every record and label answered 200 is in its log
   exactly once (the restart replays the dead workers' write-ahead segments).
@@ -269,6 +270,11 @@ def _crash_and_recover(
         "shutdown": {"drain_s": 0.2},
     }
     config = config_with_serving(tmp_path / "config", serving)
+    # The restart only has to replay and stop: without the shadow it is ready without waiting
+    # for the challenger's process to load (recovery runs before any model is loaded).
+    restart_config = config_with_serving(
+        tmp_path / "config-restart", {**serving, "shadow": {"enabled": False}}
+    )
     data = tmp_path / "data"
     data.mkdir()
     phases = {"started": time.monotonic()}
@@ -281,7 +287,7 @@ def _crash_and_recover(
         server.process.wait(30)
         phases["killed"] = time.monotonic()
     server.log_file.rename(data / "serve-killed.log")  # the restart writes serve.log anew
-    with running_server(data, config_path=config) as restarted:
+    with running_server(data, config_path=restart_config) as restarted:
         phases["restarted"] = time.monotonic()
         assert restarted.stop() == 0
         traffic.recovered = _recovered(restarted.log_file.read_text())
