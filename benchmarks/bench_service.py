@@ -18,6 +18,7 @@ Needs champion and challenger in the BentoML model store: ``kedro run --pipeline
     .venv/bin/python benchmarks/bench_service.py --modes thread-2workers   # two worker processes
     .venv/bin/python benchmarks/bench_service.py --model-formats   # pickle vs bentoml.mlflow
     .venv/bin/python benchmarks/bench_service.py --batch-profile   # CPU per step of a batch
+    .venv/bin/python benchmarks/bench_service.py --durability      # buffered vs acknowledged log
 """
 
 from __future__ import annotations
@@ -450,6 +451,12 @@ CONFIGURATIONS = {
     # every request scored on the event loop (no batch threads), for an A/B
     "thread-inline": {"shadow": {"enabled": True, "mode": "thread"}, "batch_thread_min_records": 0},
 }
+# --durability: serving.log.durability, everything else the shipped defaults
+DURABILITY_MODES = ("buffered", "acknowledged")
+# acknowledged targets (issue 21): p50 at most this much above buffered ...
+DURABILITY_P50_BUDGET_MS = 1.0
+# ... and at least this share of its records/s in batches of 1,000
+DURABILITY_BATCH_SHARE = 0.70
 
 
 FAULT_STORE_SCRIPT = r"""
@@ -500,6 +507,11 @@ def configurations(args: argparse.Namespace) -> tuple[list[Server], tuple[Scenar
                     )
                 )
         return servers, FAULT_SCENARIOS
+    if args.durability:
+        servers = [
+            Server(mode, {"log": {"durability": mode}, **roles}) for mode in DURABILITY_MODES
+        ]
+        return servers, SCENARIOS
     if args.overload:
         servers = [
             Server(
@@ -545,6 +557,8 @@ def run_service_benchmark(args: argparse.Namespace) -> None:
         for server in servers:
             print(server.name, shadow_counts(server))
         report(servers, results, rss, load_before, scenarios)
+        if args.durability:
+            report_durability(servers, results, scenarios, root)
     finally:
         for server in servers:
             server.stop()
@@ -552,6 +566,59 @@ def run_service_benchmark(args: argparse.Namespace) -> None:
             shutil.rmtree(root, ignore_errors=True)
         else:
             print("kept", root)
+
+
+def write_ahead_stats(server: Server) -> dict:
+    """The answering worker's write-ahead log counters (``/model_info``, ``durability``)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.url}/model_info", timeout=5) as response:
+        return json.loads(response.read()).get("durability", {})
+
+
+def report_durability(
+    servers: list[Server],
+    results: dict[str, dict[str, Result]],
+    scenarios: tuple[Scenario, ...],
+    root: Path,
+) -> None:
+    """Both durability modes side by side, the targets, and what an fsync costs here."""
+    from bench_fsync import fsync_cost, print_table
+
+    buffered, acknowledged = (results[mode] for mode in DURABILITY_MODES)
+    print(
+        "\n| scenario | buffered p50 / p99 ms | acknowledged p50 / p99 ms | p50 difference ms | "
+        "buffered requests/s | acknowledged requests/s | acknowledged records/s share |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for scenario in scenarios:
+        b, a = buffered[scenario.name], acknowledged[scenario.name]
+        share = (a.records / a.elapsed) / (b.records / b.elapsed)
+        print(
+            f"| {scenario.name} | {b.pct(50):.2f} / {b.pct(99):.2f} | "
+            f"{a.pct(50):.2f} / {a.pct(99):.2f} | {a.pct(50) - b.pct(50):+.2f} | "
+            f"{b.requests / b.elapsed:,.0f} | {a.requests / a.elapsed:,.0f} | {share:.0%} |"
+        )
+    print()
+    for scenario in scenarios:
+        b, a = buffered[scenario.name], acknowledged[scenario.name]
+        if scenario.batch == 1:
+            difference = a.pct(50) - b.pct(50)
+            met = difference <= DURABILITY_P50_BUDGET_MS
+            print(
+                f"target p50 at most {DURABILITY_P50_BUDGET_MS:g} ms above buffered, "
+                f"{scenario.name}: {difference:+.2f} ms, {'met' if met else 'NOT MET'}"
+            )
+        else:
+            share = (a.records / a.elapsed) / (b.records / b.elapsed)
+            met = share >= DURABILITY_BATCH_SHARE
+            print(
+                f"target at least {DURABILITY_BATCH_SHARE:.0%} of buffered records/s, "
+                f"{scenario.name}: {share:.0%}, {'met' if met else 'NOT MET'}"
+            )
+    acknowledged_server = next(s for s in servers if s.name == "acknowledged")
+    print(f"\nwrite-ahead log of one acknowledged worker: {write_ahead_stats(acknowledged_server)}")
+    print_table(root, fsync_cost(root))
 
 
 # ------------------------------------------------------------------------------------------
@@ -978,6 +1045,12 @@ def main(argv: list[str] | None = None) -> None:
         "--swap-models",
         action="store_true",
         help="serve the store's challenger as champion and its champion in shadow",
+    )
+    parser.add_argument(
+        "--durability",
+        action="store_true",
+        help="serving.log.durability buffered vs acknowledged (shipped defaults otherwise), "
+        "with the disk's fsync cost, instead",
     )
     parser.add_argument("--model-formats", action="store_true", help="compare model store formats")
     parser.add_argument(

@@ -22,7 +22,11 @@ from shadowdrift.prediction_log import (
     read_prediction_log,
 )
 from shadowdrift.serving.bundle import ModelBundle, bundle_from_models
-from shadowdrift.serving.config import ServingSettings, parse_serving_settings
+from shadowdrift.serving.config import (
+    DurabilitySettings,
+    ServingSettings,
+    parse_serving_settings,
+)
 from shadowdrift.serving.core import ServingCore
 from shadowdrift.serving.feedback import GroundTruthWriter, Label, read_ground_truth
 from shadowdrift.serving.metrics import ServingMetrics, observe_many
@@ -50,8 +54,13 @@ def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
 class Harness:
     """A ServingCore on tiny models, with writers that flush only when closed."""
 
-    def __init__(self, tmp_path: Path, challenger: Any = "mlp", **shadow: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, challenger: Any = "mlp", durability: str = "buffered", **shadow: Any
+    ) -> None:
         self.settings = settings_for(tmp_path, **shadow)
+        self.settings = dataclasses.replace(
+            self.settings, log_durability=DurabilitySettings(mode=durability)
+        )
         self.registry = CollectorRegistry()
         self.core = ServingCore(
             self.settings,
@@ -430,6 +439,72 @@ def test_feedback_is_stored_and_joinable_by_request_id(harness):
     joined = log.merge(latest.dropna(subset=["record_index"]), on=["request_id", "record_index"])
     assert joined["label"].tolist() == [0]
     assert metric(h.registry, "shadowdrift_feedback_records_total") == 3
+
+
+def _same_traffic(h: Harness) -> tuple[list[Any], pd.DataFrame, pd.DataFrame]:
+    """Single records, a batch logged as columns and labels, with fixed request ids."""
+    records = frame_records(awkward_records(40))
+    # copies: the core logs a request's own dicts (the service parses a fresh body each time)
+    replies = [h.core.predict(dict(records[i]), f"one-{i}") for i in range(5)]
+    replies.append(h.core.predict([dict(r) for r in records], "batch"))
+    replies.append(h.core.feedback({"request_id": "batch", "record_index": 3, "label": 1}))
+    log = h.close()
+    labels = read_ground_truth(h.settings.ground_truth.path)
+    return replies, log, labels
+
+
+def _comparable(frame: pd.DataFrame, drop: tuple[str, ...]) -> pd.DataFrame:
+    return (
+        frame.drop(columns=list(drop))
+        .sort_values(["request_id", "record_index"])
+        .reset_index(drop=True)
+    )
+
+
+def test_acknowledged_answers_wait_for_the_disk_and_log_what_buffered_logs(harness):
+    buffered = harness()
+    acknowledged = harness(durability="acknowledged")
+    assert buffered.core.model_info()["durability"] == {"mode": "buffered"}
+
+    replies_b, log_b, labels_b = _same_traffic(buffered)
+    replies_a, log_a, labels_a = _same_traffic(acknowledged)
+
+    assert [reply.status for reply in replies_b] == [200] * 7
+    assert all(reply.durable is None for reply in replies_b)
+    assert [reply.status for reply in replies_a] == [200] * 7
+    for reply in replies_a:  # the service sends each answer once its future has resolved
+        assert reply.durable is not None and reply.durable.result(timeout=10) is None
+    # the same rows, columns and types: readers cannot tell the modes apart
+    timing = ("logged_at", "event_time", "champion_latency_ms", "challenger_latency_ms")
+    # no event_time sent: it is logged_at, in the acknowledged mode the write-ahead entry's time
+    assert (log_a["event_time"] == log_a["logged_at"]).all()
+    pd.testing.assert_frame_equal(_comparable(log_a, timing), _comparable(log_b, timing))
+    pd.testing.assert_frame_equal(
+        _comparable(labels_a, ("received_at",)), _comparable(labels_b, ("received_at",))
+    )
+    # a clean shutdown compacts the write-ahead logs away
+    for path in (
+        acknowledged.settings.prediction_log.path,
+        acknowledged.settings.ground_truth.path,
+    ):
+        assert not list((path / "_wal").rglob("*.wal"))
+
+
+def test_acknowledged_answers_fail_when_the_disk_refuses_the_write_ahead_log(harness, monkeypatch):
+    from shadowdrift import write_ahead_log
+
+    h = harness(durability="acknowledged")
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(write_ahead_log.os, "fdatasync", full_disk)
+    reply = h.core.predict(record(), "not-durable")
+    with pytest.raises(write_ahead_log.WriteAheadError, match="No space left on device"):
+        reply.durable.result(timeout=10)
+    durability = h.core.model_info()["durability"]
+    assert durability["mode"] == "acknowledged"
+    assert durability["prediction_log"]["failed_commits"] == 1
 
 
 def test_the_ground_truth_log_flushes_on_the_shared_thread(tmp_path, monkeypatch):

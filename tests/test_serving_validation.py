@@ -230,6 +230,7 @@ def test_the_projects_serving_configuration_loads():
     assert settings.shadow.mode == "process"
     assert settings.host == "127.0.0.1"
     assert settings.prediction_log.path == PROJECT_ROOT / "data/07_model_output/prediction_log"
+    assert settings.log_durability.mode == "buffered"
     assert settings.registered_model_name == base_parameters()["model_registry"]["name"]
 
 
@@ -255,6 +256,11 @@ def test_the_projects_serving_configuration_loads():
         ({"models": {"challenger": 3}}, "serving.models.challenger"),
         ({"workers": "two"}, "serving.workers"),
         ({"prediction_log": {"path": ""}}, "serving.prediction_log.path"),
+        ({"log": {"durability": "sync"}}, "serving.log.durability"),
+        # a misspelt key must not leave an audit log buffered unnoticed
+        ({"log": {"durabilty": "acknowledged"}}, "serving.log has unknown keys"),
+        ({"log": {"segment_max_bytes": 0}}, "serving.log.segment_max_bytes"),
+        ({"log": {"segment_max_age_s": 0}}, "serving.log.segment_max_age_s"),
     ],
 )
 def test_bad_serving_configuration_names_the_key(change, key):

@@ -73,7 +73,10 @@ CHALLENGER_MODEL_VERSION = "challenger_model_version"
 CHALLENGER_LATENCY_MS = "challenger_latency_ms"
 MODEL_VARIANT = "model_variant"
 
-CHALLENGER_STATUSES = ("ok", "shed", "failed", "sampled_out", "disabled", "skipped")
+# interrupted: the worker died before the challenger's outcome was logged; the record itself
+# came back from the write-ahead log (prediction_wal.py)
+INTERRUPTED = "interrupted"
+CHALLENGER_STATUSES = ("ok", "shed", "failed", "sampled_out", "disabled", "skipped", INTERRUPTED)
 # Which model's output was the answer: the champion, or the challenger for a canary record
 # (serving.canary). A record without the key was answered by the champion.
 CHAMPION_VARIANT = "champion"
@@ -147,7 +150,10 @@ _TRAILING_COLUMNS = (
     ColumnSpec(CHAMPION_MODEL_VERSION, _STRING, False, "champion model version"),
     ColumnSpec(CHAMPION_LATENCY_MS, _FLOAT, True, "champion inference time; null only for batch"),
     ColumnSpec(
-        CHALLENGER_STATUS, _STRING, False, "ok, shed, failed, sampled_out, disabled or skipped"
+        CHALLENGER_STATUS,
+        _STRING,
+        False,
+        "ok, shed, failed, sampled_out, disabled, skipped or interrupted",
     ),
     ColumnSpec(CHALLENGER_PROBABILITY, _FLOAT, True, "challenger's probability; null unless ok"),
     ColumnSpec(CHALLENGER_LABEL, _INT, True, "challenger's label; null unless ok"),
@@ -859,6 +865,7 @@ class PredictionLogWriter:
         self._flush_lock = threading.Lock()  # one flush at a time: keeps files in append order
         self._closed = False
         self._records_appended = 0
+        self._flushed_through = 0
         self._records_flushed = 0
         self._records_dropped = 0
         self._records_rejected = 0
@@ -885,6 +892,12 @@ class PredictionLogWriter:
     @property
     def records_flushed(self) -> int:
         return self._records_flushed
+
+    @property
+    def flushed_through(self) -> int:
+        """``records_appended`` as of the start of the last flush that ended without error:
+        every record appended before is in a part file (or was rejected, or dropped)."""
+        return self._flushed_through
 
     @property
     def records_dropped(self) -> int:
@@ -916,24 +929,34 @@ class PredictionLogWriter:
 
     # -- public API ------------------------------------------------------------------------
 
-    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Queue ``records`` for the log; raises on a malformed record (nothing is queued)."""
+    def append(self, records: Iterable[Mapping[str, Any]], *, logged_at: int | None = None) -> None:
+        """Queue ``records`` for the log; raises on a malformed record (nothing is queued).
+
+        ``logged_at`` (ns since the epoch) defaults to now; the acknowledged mode passes the
+        time its write-ahead entry was made, which a replay after a crash writes too.
+        """
         if isinstance(records, Mapping):
             raise TypeError("append takes an iterable of records; wrap a single record in a list")
         batch = list(records)
         for record in batch:
             _check_record(record)
-        logged_at = time.time_ns()
+        logged_at = time.time_ns() if logged_at is None else logged_at
         self._queue(_Block(_day_of_ns(logged_at), len(batch), logged_at, records=batch))
 
-    def append_columns(self, columns: Mapping[str, Any], n_records: int | None = None) -> None:
+    def append_columns(
+        self,
+        columns: Mapping[str, Any],
+        n_records: int | None = None,
+        *,
+        logged_at: int | None = None,
+    ) -> None:
         """Queue a block of records given column by column; raises if malformed (nothing queued).
 
         ``columns`` maps log columns to one value per record (a list, tuple, numpy array,
         pandas Series or pyarrow Array, all of the same length) or to a single value that
         every record gets (a string, number, datetime or None). The required columns are
         ``append``'s required keys; absent columns are null, columns outside the schema are
-        ignored, ``logged_at`` is stamped here. ``n_records`` is needed only when every value
+        ignored, ``logged_at`` is stamped here unless given (as for ``append``). ``n_records`` is needed only when every value
         is a single one. The writer keeps the sequences until the flush converts them: do not
         modify them afterwards. Blocks of fewer than ``columns_min_records`` records are
         logged as records (cheaper for a handful).
@@ -970,7 +993,7 @@ class PredictionLogWriter:
             raise ValueError(
                 f"{MODEL_VARIANT} must be one of {MODEL_VARIANTS}, got {sorted(unknown)!r}"
             )
-        logged_at = time.time_ns()
+        logged_at = time.time_ns() if logged_at is None else logged_at
         day = _day_of_ns(logged_at)
         if n_rows < self.columns_min_records:
             records = _rows_of(arrays, constants, n_rows)
@@ -986,8 +1009,11 @@ class PredictionLogWriter:
         with self._flush_lock:
             with self._lock:
                 blocks, self._buffer, self._buffered = self._buffer, [], 0
+                through = self._records_appended
             self._report_drops()
-            return self._write_blocks(blocks)
+            written = self._write_blocks(blocks)
+            self._flushed_through = through
+            return written
 
     def close(self) -> None:
         """Flush and stop the background thread. Idempotent; also runs at interpreter exit."""

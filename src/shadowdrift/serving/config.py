@@ -39,6 +39,9 @@ SHADOW_MODES = ("process", "thread", "service")
 RATE_LIMIT_PEER = "peer"
 RATE_LIMIT_HEADER_PREFIX = "header:"
 RELOAD_SOURCES = ("store", "registry")
+# serving.log.durability (the names are prediction_wal.DURABILITY_MODES; this module stays light)
+BUFFERED = "buffered"
+ACKNOWLEDGED = "acknowledged"
 
 # Buckets of the request-latency histograms (ours and BentoML's, service.py): the 200 ms latency
 # SLO (serving.canary.rollback.max_p95_latency_s, monitoring/rules) is a bucket boundary, so a
@@ -178,6 +181,23 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class DurabilitySettings:
+    """When an answer is given relative to its records reaching the disk (docs/operations.md,
+    "Durability of the logs"): ``buffered`` answers at once and flushes about every
+    ``flush_interval_s``; ``acknowledged`` answers once the records are in a write-ahead log."""
+
+    mode: str = BUFFERED
+    # a write-ahead segment is closed at this size or age; closed segments are deleted once
+    # the writer has flushed their records into part files
+    segment_max_bytes: int = 64 << 20
+    segment_max_age_s: float = 1.0
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.mode == ACKNOWLEDGED
+
+
+@dataclass(frozen=True)
 class ServingSettings:
     """Everything the service needs from configuration, already checked."""
 
@@ -214,6 +234,7 @@ class ServingSettings:
         default_factory=lambda: LogSettings(Path("data/07_model_output/ground_truth"))
     )
     feedback_max_items: int = 10_000
+    log_durability: DurabilitySettings = field(default_factory=DurabilitySettings)
     reload_token_env: str = "SHADOWDRIFT_RELOAD_TOKEN"
     reload_token: str | None = None
     # every worker checks the model store this often and reloads when `:latest` moved (0: off)
@@ -511,6 +532,27 @@ def _parse_log(
     )
 
 
+def _parse_durability(section: Mapping[str, Any]) -> DurabilitySettings:
+    key = "serving.log"
+    defaults = DurabilitySettings()
+    known = ("durability", "segment_max_bytes", "segment_max_age_s")
+    unknown = sorted(str(name) for name in section if name not in known)
+    if unknown:
+        # a misspelt `durability` must not leave an audit log in the buffered mode unnoticed
+        raise ServingConfigError(
+            f"{key} has unknown keys {unknown}; the keys are {', '.join(known)}"
+        )
+    return DurabilitySettings(
+        mode=_choice(section, "durability", key, (BUFFERED, ACKNOWLEDGED), defaults.mode),
+        segment_max_bytes=_positive_int(
+            section, "segment_max_bytes", key, defaults.segment_max_bytes
+        ),
+        segment_max_age_s=_positive_float(
+            section, "segment_max_age_s", key, defaults.segment_max_age_s
+        ),
+    )
+
+
 def _parse_models(section: Mapping[str, Any], registered_model_name: str) -> dict[str, str | None]:
     """Store tags per role; null: the workspace's ``<model_registry.name>-<role>:latest``."""
     models: dict[str, str | None] = {}
@@ -609,6 +651,7 @@ def parse_serving_settings(params: Mapping[str, Any], project_path: Path) -> Ser
             feedback, "serving.ground_truth", "data/07_model_output/ground_truth", project_path
         ),
         feedback_max_items=_positive_int(feedback, "max_items", "serving.ground_truth", 10_000),
+        log_durability=_parse_durability(_section(serving, "serving.log")),
         reload_token_env=token_env,
         reload_token=token,
         reload_watch_interval_s=_non_negative_float(

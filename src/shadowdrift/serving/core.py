@@ -20,6 +20,7 @@ import re
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ from shadowdrift.prediction_log import (
     LogSchema,
     PredictionLogWriter,
 )
+from shadowdrift.prediction_wal import AcknowledgedLogs, all_durable, open_durable_logs
 from shadowdrift.schema import parse_schema
 from shadowdrift.serving.bundle import CHALLENGER, CHAMPION, ModelBundle
 from shadowdrift.serving.canary import (
@@ -80,11 +82,16 @@ REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP answer: status, JSON body (dict, or bytes already encoded) and headers."""
+    """An HTTP answer: status, JSON body (dict, or bytes already encoded) and headers.
+
+    ``durable`` (acknowledged durability): resolves once the request's records are on disk;
+    the answer must not be sent before (``ServingCore.acknowledged``).
+    """
 
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    durable: Future | None = None
 
     def body_bytes(self) -> bytes:
         return self.body if isinstance(self.body, bytes) else orjson.dumps(self.body)
@@ -167,6 +174,12 @@ class ServingCore:
         self.ground_truth = ground_truth_writer or GroundTruthWriter(
             settings.ground_truth.path, flush_interval_s=settings.ground_truth.flush_interval_s
         )
+        # replays what crashed workers acknowledged; acknowledged mode: the write-ahead logs
+        self.acknowledged: AcknowledgedLogs | None = open_durable_logs(
+            self.writer, self.ground_truth, settings.log_durability
+        )
+        if self.acknowledged is not None:
+            self.writer = self.acknowledged.predictions  # type: ignore[assignment]
         shadow = settings.shadow
         self.breaker = CircuitBreaker(
             shadow.circuit_breaker.failures,
@@ -332,10 +345,12 @@ class ServingCore:
                 scored.seconds,
             )  # fmt: skip
         answered: np.ndarray | None = None  # canary records the challenger answered
+        durable: Future | None = None
         if scored.canary is None or canary is None:
+            durable = self._write_ahead(log)
             self._shadow(bundle, rid, validated.numeric, validated.categorical, log, scored)
         else:
-            answered = self._canary_answer(scored, canary, log)
+            answered, durable = self._canary_answer(scored, canary, log)
         seconds = time.perf_counter() - scored.started
         if self.metrics is not None:
             self.metrics.scored(CHAMPION, champion.version, probability, scored.seconds)
@@ -354,11 +369,20 @@ class ServingCore:
             "model_version": champion.version,
             "predictions": _predictions(rid, scored, canary, answered),
         }
-        return Reply(200, orjson.dumps(body), {REQUEST_ID_HEADER: rid})
+        return Reply(200, orjson.dumps(body), {REQUEST_ID_HEADER: rid}, durable)
 
-    def _canary_answer(self, scored: Scored, canary: CanaryAnswer, log: LogEntries) -> np.ndarray:
+    def _write_ahead(self, log: LogEntries) -> Future | None:
+        """Acknowledged durability: queue ``log`` for the write-ahead log (the answer waits
+        for the returned future); buffered: nothing to wait for."""
+        return None if self.acknowledged is None else self.acknowledged.write_ahead(log)
+
+    def _canary_answer(
+        self, scored: Scored, canary: CanaryAnswer, log: LogEntries
+    ) -> tuple[np.ndarray, Future | None]:
         """Log the canary records with the challenger's answer (or the champion's, if its call
-        failed) and shadow the others; the mask of records the challenger answered."""
+        failed) and shadow the others; the mask of records the challenger answered and what
+        the answer waits for (acknowledged durability: both parts written ahead, each as it
+        is answered)."""
         call = scored.canary
         assert call is not None
         canary_log, champion_log = split_entries(log, call.mask)
@@ -377,9 +401,11 @@ class ServingCore:
             fill_challenger(canary_log, SKIPPED)
         else:
             fill_challenger(canary_log, FAILED, latency_ms=canary.latency_ms)
+        durable = [self._write_ahead(canary_log)]
         self._append([canary_log])
         rest = ~call.mask
         if rest.any():
+            durable.append(self._write_ahead(champion_log))
             positions = np.flatnonzero(rest).tolist()
             categorical = [
                 [column[i] for i in positions] for column in scored.validated.categorical
@@ -389,9 +415,8 @@ class ServingCore:
             )
             numeric = scored.validated.numeric[rest]
             self._shadow(scored.bundle, scored.rid, numeric, categorical, champion_log, shadowed)
-        if canary.outcome == CANARY_OK:
-            return call.mask
-        return np.zeros_like(call.mask)
+        answered = call.mask if canary.outcome == CANARY_OK else np.zeros_like(call.mask)
+        return answered, all_durable(durable)
 
     def _records(self, payload: Any) -> list[Any]:
         if isinstance(payload, list):
@@ -580,10 +605,14 @@ class ServingCore:
             )
         except RequestRejected as exc:
             return self._reject(exc, None, reason="feedback_validation")
-        self.ground_truth.append(labels)
+        durable = None
+        if self.acknowledged is None:
+            self.ground_truth.append(labels)
+        else:
+            durable = self.acknowledged.labels(labels)
         if self.metrics is not None:
             self.metrics.feedback.inc(len(labels))
-        return Reply(200, {"accepted": len(labels)})
+        return Reply(200, {"accepted": len(labels)}, durable=durable)
 
     # -- GET /model_info -------------------------------------------------------------------
 
@@ -620,6 +649,9 @@ class ServingCore:
                 **vars(self.writer.stats()),
             },
             "ground_truth": {"path": str(self.settings.ground_truth.path)},
+            "durability": (
+                self.acknowledged.describe() if self.acknowledged else {"mode": "buffered"}
+            ),
             "worker_pid": os.getpid(),
         }
 
@@ -684,6 +716,8 @@ class ServingCore:
         self._stats_stop.set()
         self.writer.close()
         self.ground_truth.close()
+        if self.acknowledged is not None:
+            self.acknowledged.close()  # after the writers' final flushes
         if self.metrics is not None:
             self.metrics.writer_stats(self.writer.stats())
 

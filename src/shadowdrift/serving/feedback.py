@@ -211,6 +211,7 @@ class GroundTruthWriter:
 
     One writer per process (create it inside the BentoML worker); ``close()`` flushes and stops
     the thread and is registered with ``atexit``. ``flush_interval_s=None``: flush yourself.
+    ``token`` (alphanumeric) names the writer in its files' names; random by default.
     """
 
     def __init__(
@@ -219,10 +220,13 @@ class GroundTruthWriter:
         *,
         flush_interval_s: float | None = 1.0,
         source: str = "service",
+        token: str | None = None,
     ) -> None:
+        if token is not None and not re.fullmatch(r"[A-Za-z0-9]+", token):
+            raise ValueError(f"token must be alphanumeric, got {token!r}")
         self.path = Path(path)
         self.source = source
-        self._token = _new_token()
+        self.token = token or _new_token()
         self._host = _host_label()
         self._pid = os.getpid()
         self._seq = 0
@@ -231,6 +235,8 @@ class GroundTruthWriter:
         self._flush_lock = threading.Lock()
         self._closed = False
         self.records_appended = 0
+        # records_appended as of the start of the last flush that ended without error
+        self.flushed_through = 0
         self.records_flushed = 0
         self.flush_errors = 0
         _ensure_dir(self.path)
@@ -240,14 +246,16 @@ class GroundTruthWriter:
             self._flusher = BackgroundFlusher(
                 self.flush,
                 flush_interval_s,
-                name=f"ground-truth-flush-{self._token}",
+                name=f"ground-truth-flush-{self.token}",
                 what=f"ground-truth log {self.path}",
             )
         atexit.register(self.close)
 
-    def append(self, labels: Iterable[Label]) -> int:
+    def append(self, labels: Iterable[Label], *, received_at: int | None = None) -> int:
+        """Queue labels; ``received_at`` (ns since the epoch) defaults to now (the acknowledged
+        mode passes its write-ahead entry's time, which a replay after a crash writes too)."""
         batch = list(labels)
-        received_at = time.time_ns()
+        received_at = time.time_ns() if received_at is None else received_at
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"ground-truth writer for {self.path} is closed")
@@ -260,7 +268,9 @@ class GroundTruthWriter:
         with self._flush_lock:
             with self._lock:
                 entries, self._buffer = self._buffer, []
+                through = self.records_appended
             if not entries:
+                self.flushed_through = through
                 return 0
             by_day: dict[Any, list[tuple[int, Label]]] = {}
             for entry in entries:
@@ -276,6 +286,7 @@ class GroundTruthWriter:
                     logger.exception("Ground-truth log %s: flush failed; labels kept", self.path)
                     raise
                 written += len(day_entries)
+            self.flushed_through = through
             return written
 
     def _write(self, day: Any, entries: list[tuple[int, Label]]) -> None:
@@ -293,7 +304,7 @@ class GroundTruthWriter:
         )
         directory = _date_dir(self.path, day)
         _ensure_dir(directory)
-        name = part_file_name(datetime.now(UTC), self._host, self._pid, self._token, self._seq)
+        name = part_file_name(datetime.now(UTC), self._host, self._pid, self.token, self._seq)
         self._seq += 1
         _write_part_atomically(directory, name, table)
         self.records_flushed += len(entries)

@@ -404,6 +404,7 @@ class ChurnService:
             reply = await asyncio.get_running_loop().run_in_executor(
                 self._batch_pool, self.core.predict, records, request_id
             )
+            reply = await self._acknowledged(reply)
             return _response(reply, ctx)  # type: ignore[return-value]
         from shadowdrift.serving.core import Reply
 
@@ -412,7 +413,8 @@ class ChurnService:
             return _response(scored, ctx)  # type: ignore[return-value]
         # the challenger answers the canary's records off the event loop, within its timeout
         canary = None if scored.canary is None else await self.core.canary.call_async(scored.canary)
-        return _response(self.core.answer(scored, canary), ctx)  # type: ignore[return-value]
+        reply = await self._acknowledged(self.core.answer(scored, canary))
+        return _response(reply, ctx)  # type: ignore[return-value]
 
     @bentoml.api(route="/feedback")
     async def feedback(
@@ -438,7 +440,20 @@ class ChurnService:
                 )
                 if value is not None
             }
-        return _response(self.core.feedback(payload))  # type: ignore[return-value]
+        reply = await self._acknowledged(self.core.feedback(payload))
+        return _response(reply)  # type: ignore[return-value]
+
+    async def _acknowledged(self, reply: Reply) -> Reply:
+        """``serving.log.durability: acknowledged``: the answer once its records are fsynced
+        (the write-ahead log's committer resolves the future; the event loop does not block),
+        a 503 if they cannot be."""
+        if reply.durable is None:
+            return reply
+        try:
+            await asyncio.wrap_future(reply.durable)
+        except Exception as exc:
+            return _withheld(reply, exc, self.metrics)
+        return reply
 
     @bentoml.api(route="/reload")
     async def reload(self, ctx: bentoml.Context, source: str = "store") -> dict[str, t.Any]:
@@ -484,6 +499,23 @@ class ChurnService:
             await drain(SETTINGS.shadow.shutdown_grace_s)
         await asyncio.to_thread(self._batch_pool.shutdown, True)
         await asyncio.to_thread(self.core.close)
+
+
+def _withheld(reply: Reply, exc: BaseException, metrics: t.Any) -> Reply:
+    """The 503 that replaces an answer whose records could not be made durable."""
+    from shadowdrift.serving.core import REQUEST_ID_HEADER, Reply
+
+    logger.error("Answer withheld: its records could not be made durable (%s)", exc)
+    metrics.rejected.labels("not_durable").inc()
+    headers = {k: v for k, v in reply.headers.items() if k == REQUEST_ID_HEADER}
+    return Reply(
+        503,
+        {
+            "error": "the records could not be written to the log durably, so the answer is "
+            f"withheld (serving.log.durability: acknowledged); retry: {exc}"
+        },
+        {**headers, "Retry-After": "1"},
+    )
 
 
 def _check_token(authorization: str) -> Reply | None:
