@@ -33,6 +33,7 @@ from shadowdrift.serving.canary_watch import (
 from shadowdrift.serving.config import (
     CanaryRollbackSettings,
     CanarySettings,
+    DurabilitySettings,
     ServingConfigError,
     parse_serving_settings,
 )
@@ -72,9 +73,15 @@ def canary_settings(tmp_path: Path, fraction: float = 0.5, **rollback: Any) -> C
 class CanaryHarness:
     """A ServingCore with a canary, tiny models, logs flushed when closed, no watcher thread."""
 
-    def __init__(self, tmp_path: Path, challenger: Any = "mlp", **canary: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, challenger: Any = "mlp", durability: str = "buffered", **canary: Any
+    ) -> None:
         settings = settings_for(tmp_path)
-        self.settings = dataclasses.replace(settings, canary=canary_settings(tmp_path, **canary))
+        self.settings = dataclasses.replace(
+            settings,
+            canary=canary_settings(tmp_path, **canary),
+            log_durability=DurabilitySettings(mode=durability),
+        )
         self.registry = CollectorRegistry()
         self.core = ServingCore(
             self.settings,
@@ -219,6 +226,30 @@ def test_a_batch_logged_as_columns_is_split_by_variant_like_single_records(harne
     assert as_batch["customer_id"].tolist() == singly["customer_id"].tolist()
     assert as_batch["record_index"].tolist() == list(range(len(records)))
     assert (as_batch["challenger_status"] == "ok").all()
+
+
+def test_acknowledged_canary_answers_wait_for_the_disk_and_log_what_buffered_logs(harness):
+    """Both parts of a request (canary and champion records) are written ahead."""
+    logs = []
+    for durability in ("buffered", "acknowledged"):
+        h = harness(fraction=0.5, durability=durability)
+        records = customers(max(COLUMNS_MIN_RECORDS, 80))
+        replies = [h.core.predict([dict(r) for r in records], "batch")]
+        replies += [h.core.predict([dict(one)], f"one-{i:03d}") for i, one in enumerate(records)]
+        assert [reply.status for reply in replies] == [200] * len(replies)
+        for reply in replies:
+            if durability == "acknowledged":
+                assert reply.durable is not None and reply.durable.result(timeout=10) is None
+            else:
+                assert reply.durable is None
+        logs.append(h.close())
+    timing = ["logged_at", "event_time", "champion_latency_ms", "challenger_latency_ms"]
+    buffered, acknowledged = (
+        log.drop(columns=timing).sort_values(["request_id", "record_index"], ignore_index=True)
+        for log in logs
+    )
+    assert set(buffered["model_variant"]) == {"champion", "challenger"}
+    pd.testing.assert_frame_equal(acknowledged, buffered)
 
 
 def test_without_a_canary_every_answer_is_the_champions(harness):

@@ -504,7 +504,8 @@ def test_acknowledged_answers_fail_when_the_disk_refuses_the_write_ahead_log(har
         reply.durable.result(timeout=10)
     durability = h.core.model_info()["durability"]
     assert durability["mode"] == "acknowledged"
-    assert durability["prediction_log"]["failed_commits"] == 1
+    # the shadow's outcome entry may fail a second commit, depending on timing
+    assert durability["prediction_log"]["failed_commits"] >= 1
 
 
 def test_the_ground_truth_log_flushes_on_the_shared_thread(tmp_path, monkeypatch):

@@ -154,12 +154,14 @@ def test_flushed_segments_are_deleted_in_the_background(tmp_path):
 
 # The worker's last moments: request a was answered and flushed into a part file, b (a batch,
 # logged as a column block) answered and handed to the writer but not flushed, c answered
-# while the challenger was still scoring it; two labels answered. Then SIGKILL.
+# while the challenger was still scoring it (written ahead without the challenger's columns, as
+# the service does), d a canary record answered by the challenger (written ahead with its
+# outcome) and not yet handed to the writer; two labels answered. Then SIGKILL.
 _CRASHING_WORKER = textwrap.dedent(
     """
     import os, signal, sys
     from shadowdrift.prediction_log import PredictionLogWriter
-    from shadowdrift.prediction_wal import AcknowledgedLogs
+    from shadowdrift.prediction_wal import CHALLENGER_COLUMNS, AcknowledgedLogs
     from shadowdrift.serving.feedback import GroundTruthWriter, Label
     from tests.test_prediction_log import SCHEMA, columns_of, make_record
 
@@ -181,7 +183,12 @@ _CRASHING_WORKER = textwrap.dedent(
     writer.append_columns(b)
 
     c = [make_record("c", 0, "ok")]
+    for name in CHALLENGER_COLUMNS:
+        del c[0][name]
     logs.write_ahead(c).result()
+
+    d = [make_record("d", 0, "ok")]
+    logs.write_ahead(d).result()
 
     logs.labels([Label("a", 1, 0), Label("a", 0, 1)]).result()
     os.kill(os.getpid(), signal.SIGKILL)
@@ -210,12 +217,13 @@ def segments_of(log_dir: Path) -> list[Path]:
 def assert_exactly_once(log_dir: Path, label_dir: Path) -> None:
     log = read_prediction_log(log_dir)
     keys = sorted(zip(log["request_id"], log["record_index"], strict=True))
-    expected = sorted([("a", 0), ("a", 1), ("c", 0)] + [("b", i) for i in range(40)])
+    expected = sorted([("a", 0), ("a", 1), ("c", 0), ("d", 0)] + [("b", i) for i in range(40)])
     assert keys == expected
     status = dict(zip(log["request_id"], log["challenger_status"], strict=False))
-    # the challenger's outcome of b was written ahead with its hand-over; c's never came
-    assert status == {"a": "sampled_out", "b": "ok", "c": "interrupted"}
-    assert log.loc[log["request_id"] == "b", "challenger_probability"].notna().all()
+    # the challenger's outcome of b was written ahead with its hand-over; c's never came; d's
+    # was part of its answer
+    assert status == {"a": "sampled_out", "b": "ok", "c": "interrupted", "d": "ok"}
+    assert log.loc[log["request_id"].isin(["b", "d"]), "challenger_probability"].notna().all()
     labels = read_ground_truth(label_dir)
     assert sorted(
         zip(labels["request_id"], labels["record_index"], labels["label"], strict=True)
@@ -231,7 +239,7 @@ def test_recovery_after_kill_9_logs_every_acknowledged_record_once(tmp_path):
     assert sorted(read_prediction_log(log_dir)["request_id"]) == ["a", "a"]
     assert segments_of(log_dir)
 
-    assert recover_prediction_log(log_dir) == 5  # a, b, c and the outcomes of a and b
+    assert recover_prediction_log(log_dir) == 6  # a, b, c, d and the outcomes of a and b
     assert recover_ground_truth(label_dir) == 1
     assert_exactly_once(log_dir, label_dir)
     assert segments_of(log_dir) == [] and segments_of(label_dir) == []
