@@ -69,6 +69,7 @@ from shadowdrift.prediction_log import (
     part_file_name,
 )
 from shadowdrift.serving.feedback import GroundTruthWriter, Label
+from shadowdrift.serving.log_entries import LogEntries, set_column
 from shadowdrift.write_ahead_log import (
     SegmentContents,
     WriteAheadLog,
@@ -103,10 +104,6 @@ CHALLENGER_COLUMNS = (
 # A part file is named after its flush, which follows its records' logged_at; a clock that
 # steps back by less than this still finds them.
 _CLOCK_MARGIN = timedelta(minutes=5)
-
-# A request's prediction-log entries, as ``ServingCore`` builds them: record dicts, or a
-# block of columns (``PredictionLogWriter.append_columns``).
-LogEntries = list[dict[str, Any]] | dict[str, Any]
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,14 +199,6 @@ def decode_entry(payload: bytes) -> Entry:
 # --------------------------------------------------------------------------------------------
 
 
-def _stamp_entries(log: LogEntries, stamp: int) -> None:
-    if isinstance(log, dict):
-        log[LOGGED_AT] = stamp
-        return
-    for record in log:
-        record[LOGGED_AT] = stamp
-
-
 def _stamp_of(record: Mapping[str, Any]) -> int | None:
     return record.get(LOGGED_AT)
 
@@ -257,7 +246,7 @@ class AcknowledgedPredictionWriter:
     def write_ahead(self, log: LogEntries) -> Future:
         """Stamp ``log`` and queue it; the future resolves once the entry is fsynced."""
         stamp = self.wal.stamp()
-        _stamp_entries(log, stamp)
+        set_column(log, LOGGED_AT, stamp)
         return self.wal.append(encode_log(ANSWERED, stamp, log, self._writable), stamp)
 
     def append(self, records: Iterable[Mapping[str, Any]]) -> None:

@@ -58,13 +58,18 @@ def fill_challenger(
             record[CHALLENGER_LATENCY_MS] = latency_ms
 
 
-def set_variant(log: LogEntries, variant: str) -> None:
-    """Say which model answered every record of ``log`` (``model_variant``)."""
+def set_column(log: LogEntries, name: str, value: Any) -> None:
+    """Give column ``name`` the same ``value`` in every record of ``log``."""
     if isinstance(log, dict):
-        log[MODEL_VARIANT] = variant
+        log[name] = value
         return
     for record in log:
-        record[MODEL_VARIANT] = variant
+        record[name] = value
+
+
+def set_variant(log: LogEntries, variant: str) -> None:
+    """Say which model answered every record of ``log`` (``model_variant``)."""
+    set_column(log, MODEL_VARIANT, variant)
 
 
 def split_entries(log: LogEntries, mask: np.ndarray) -> tuple[LogEntries, LogEntries]:
