@@ -306,9 +306,12 @@ def serve(conn: Connection) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     _die_with_parent()
-    # the worker stops the child by closing the socket; SIGINT (Ctrl+C on the terminal's
-    # process group) must not leave a traceback behind
+    # The worker stops the child by closing the socket once its shadow queue has drained (and
+    # the parent watch ends it if the worker dies). SIGINT (Ctrl+C on the terminal's process
+    # group) and the SIGTERM BentoML's arbiter sends to a stopping worker's children would end
+    # it before that, failing the shadow calls of requests the worker is still finishing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     serve(Connection(int(args[0])))
 
